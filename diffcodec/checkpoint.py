@@ -1,0 +1,190 @@
+"""Model checkpoints: a folder with ``config.json`` and ``model.safetensors`` (EMA weights).
+
+``config.json`` holds the U-Net configuration, the schedule, a name, free-form metadata
+(training record) and the SHA-256 of ``model.safetensors`` (the model's content hash, which
+compressed files name). A training checkpoint adds ``train_state.safetensors`` (raw weights,
+Adam moments, step, generator state) so training can resume. Files are replaced atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .diffusion import GaussianDiffusion
+from .errors import CheckpointError
+from .schedule import ScheduleConfig
+from .unet import UNet, UNetConfig
+
+FORMAT = "diffcodec-checkpoint"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+TRAIN_STATE_FILE = "train_state.safetensors"
+MODELS_DIR = Path(__file__).parent / "models"
+DEFAULT_MODEL = "default"
+
+
+@dataclass
+class Model:
+    """A loaded ε-network with the schedule it was trained for."""
+
+    net: UNet
+    schedule_config: ScheduleConfig
+    name: str
+    weights_sha256: str
+    meta: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def unet_config(self) -> UNetConfig:
+        return self.net.config
+
+    def diffusion(self) -> GaussianDiffusion:
+        return GaussianDiffusion(self.schedule_config.build())
+
+    def eps_fn(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """ε̂(x_t, t) in evaluation mode, on the network's device, returned on x's device."""
+        device = next(self.net.parameters()).device
+        return self.net(x.to(device), t.to(device)).to(x.device)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(
+    directory: Path,
+    state_dict: dict[str, torch.Tensor],
+    unet_config: UNetConfig,
+    schedule_config: ScheduleConfig,
+    *,
+    name: str,
+    meta: dict | None = None,
+    train_state: dict[str, torch.Tensor] | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Path:
+    """Write a checkpoint folder; ``config.json`` is written last so a folder with a valid
+    config always has matching weights."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = directory / WEIGHTS_FILE
+    _atomic_save_tensors(weights, {k: v.to(dtype) if v.is_floating_point() else v for k, v in state_dict.items()})
+    if train_state is not None:
+        _atomic_save_tensors(directory / TRAIN_STATE_FILE, train_state)
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "unet": unet_config.to_dict(),
+        "schedule": schedule_config.to_dict(),
+        "weights_dtype": str(dtype).removeprefix("torch."),
+        "weights_sha256": sha256_file(weights),
+        "meta": meta or {},
+    }
+    _atomic_write_bytes(directory / CONFIG_FILE, (json.dumps(config, indent=2) + "\n").encode())
+    return directory
+
+
+def available_models() -> list[str]:
+    """Names of the models shipped in the package."""
+    if not MODELS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in MODELS_DIR.iterdir() if (p / CONFIG_FILE).is_file())
+
+
+def resolve_model_path(name_or_path: str | Path) -> Path:
+    """A shipped model's name, or a checkpoint folder, to the folder."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    if str(name_or_path) in available_models():
+        return MODELS_DIR / str(name_or_path)
+    if path.exists():
+        raise CheckpointError(f"{path} is not a checkpoint folder (expected {CONFIG_FILE} and {WEIGHTS_FILE} in it)")
+    names = ", ".join(available_models()) or "none"
+    raise CheckpointError(f"no model named or at {name_or_path!r} (shipped models: {names})")
+
+
+def read_config(directory: Path) -> dict:
+    cfg_path = Path(directory) / CONFIG_FILE
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{directory} is not a checkpoint folder: {CONFIG_FILE} is missing")
+    try:
+        config = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{cfg_path} is not valid JSON ({e})") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise CheckpointError(f"{cfg_path} is not a diffcodec checkpoint config")
+    if config.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{cfg_path} has checkpoint format version {config.get('format_version')}, "
+                              f"this diffcodec reads version {FORMAT_VERSION}")
+    return config
+
+
+def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.device = "cpu") -> Model:
+    """Load a shipped model by name or a checkpoint folder by path, in evaluation mode."""
+    directory = resolve_model_path(name_or_path)
+    config = read_config(directory)
+    try:
+        unet_config = UNetConfig.from_dict(config["unet"])
+        schedule_config = ScheduleConfig.from_dict(config["schedule"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{directory / CONFIG_FILE} has an invalid configuration ({e})") from None
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"{directory} lacks {WEIGHTS_FILE}")
+    digest = sha256_file(weights)
+    if digest != config.get("weights_sha256"):
+        raise CheckpointError(f"{weights} does not match the hash in {CONFIG_FILE}: the file is corrupt or replaced")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{weights} is not a readable safetensors file ({e})") from None
+    net = UNet(unet_config)
+    load_state_strict(net, {k: v.float() for k, v in state.items()}, str(directory))
+    net.to(device).eval()
+    return Model(net, schedule_config, config.get("name", directory.name), digest, config.get("meta", {}), directory)
+
+
+def load_state_strict(net: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """Load weights, turning any mismatch with the architecture into one clear error."""
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if wrong:
+            k = wrong[0]
+            parts.append(f"{len(wrong)} of wrong shape (e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})")
+        raise CheckpointError(f"weights in {where} do not fit its U-Net configuration: {'; '.join(parts)}")
+    net.load_state_dict(state)

@@ -1,0 +1,13 @@
+"""Errors a user can cause and fix: the CLI prints their message on one line and exits non-zero."""
+
+
+class DiffcodecError(Exception):
+    """Base class of every error caused by bad input rather than by a bug."""
+
+
+class DataError(DiffcodecError):
+    """Missing, unreadable or malformed input images or data sets."""
+
+
+class CheckpointError(DiffcodecError):
+    """Missing, malformed or mismatched model checkpoints."""

@@ -6,9 +6,6 @@ Errors caused by input (missing files, bad data, mismatched checkpoints) print o
 
 from __future__ import annotations
 
-import functools
-import json
-import sys
 from pathlib import Path
 
 import click
@@ -24,29 +21,18 @@ Examples:
 """
 
 
-def friendly_errors(func):
-    """Turn input errors into one line on stderr and exit status 1."""
+class _Group(click.Group):
+    """Turns input errors of any command into one line on stderr and exit status 1."""
 
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
+    def invoke(self, ctx: click.Context):
         try:
-            return func(*args, **kwargs)
+            return super().invoke(ctx)
         except DiffcodecError as e:
             click.echo(f"error: {e}", err=True)
-            sys.exit(1)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
-
-    return wrapper
+            ctx.exit(1)
 
 
-def refuse_overwrite(path: Path, force: bool) -> None:
-    if path.exists() and not force:
-        raise DiffcodecError(f"{path} exists; pass --force to overwrite it")
-
-
-@click.group(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="diffcodec")
 def main() -> None:
     """diffcodec: a progressive image codec built on a denoising diffusion model (DDPM)."""
@@ -80,7 +66,6 @@ Examples:
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out (its configuration is reused).")
 @click.option("--force", is_flag=True, help="Start afresh even if --out already holds a checkpoint.")
-@friendly_errors
 def train(config_name, cifar, folder, crop_size, min_scale, folder_weight, out_dir, steps, batch_size, lr, warmup,
           grad_clip, ema_decay, dropout, seed, save_every, name, device, resume, force):
     """Train an ε-network with L_simple (Algorithm 1)."""
@@ -115,6 +100,153 @@ def train(config_name, cifar, folder, crop_size, min_scale, folder_weight, out_d
     trainer.run()
     if trainer.rank == 0:
         click.echo(f"saved {out} after {trainer.step} steps ({trainer.elapsed:.0f} s of training)")
+
+
+MODEL_OPTION = click.option("--model", "model_name", default="default", show_default=True,
+                            help="A shipped model's name or a checkpoint folder.")
+DEVICE_OPTION = click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+
+
+def _variance_choice():
+    from .diffusion import ReverseVariance
+
+    return click.Choice([v.value for v in ReverseVariance])
+
+
+@main.command(epilog="""
+\b
+Examples:
+  diffcodec nll ../shared/data/cifar-10-subset --limit 64
+  diffcodec nll ../shared/data/cifar-10-subset --json split.json --variance fixedsmall
+  diffcodec nll my_crops/ --model runs/tiny --batch-size 32
+""")
+@click.argument("data", type=click.Path())
+@MODEL_OPTION
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N images.")
+@click.option("--json", "json_path", type=click.Path(), default=None, help="Write the split and per-t arrays here.")
+@click.option("--variance", default="fixedlarge", show_default=True, type=_variance_choice(),
+              help="Reverse variance of the top-level figures (both are always computed).")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=0, show_default=True, help="Seed of the x_t draws.")
+@DEVICE_OPTION
+@click.option("--force", is_flag=True, help="Overwrite an existing --json file.")
+def nll(data, model_name, limit, json_path, variance, batch_size, seed, device, force):
+    """Exact variational bound of DATA, split into rate and distortion (bits/dim).
+
+    DATA is a folder with CIFAR-10 python batches (its test split is used), a folder of
+    equally sized images, or one image file. Every one of the T = 1000 terms is evaluated,
+    as the paper did: this takes T network evaluations per image.
+    """
+    import torch
+
+    from .checkpoint import load_model
+    from .data import load_eval_images, find_cifar_dir
+    from .files import check_writable, write_json
+    from .nll import PAPER_CIFAR10, evaluate_dataset
+    from .train import device_description, pick_device
+
+    if json_path:
+        check_writable(Path(json_path), force)
+    images = load_eval_images(Path(data), limit)
+    dev = pick_device(device)
+    model = load_model(model_name, dev)
+    f = model.unet_config.downsampling_factor
+    if images.shape[2] % f or images.shape[3] % f:
+        raise DiffcodecError(f"image size {tuple(images.shape[2:])} is not divisible by the model's factor {f}")
+    is_cifar = Path(data).is_dir() and find_cifar_dir(Path(data)) is not None
+    result = evaluate_dataset(model, images.to(dev), batch_size=batch_size, seed=seed)
+    doc = result.report(variance)
+    doc.update({"model": model.name, "model_sha256": model.weights_sha256, "data": str(data),
+                "data_split": "test" if is_cifar else "files", "seed": seed, "clip_denoised": True,
+                "device": device_description(dev), "torch": torch.__version__})
+    click.echo(f"model {model.name} ({model.weights_sha256[:12]}), {result.images} images of {data}"
+               f"{' (CIFAR-10 test split)' if is_cifar else ''}, {result.dims} dims, T = {model.diffusion().num_steps}")
+    click.echo(f"{'':24}{'rate':>8}{'distortion':>12}{'total':>8}   bits/dim   RMSE x̂0(x1) on [0,255]")
+    for v, label in (("fixedlarge", "σ² = β  (fixedlarge)"), ("fixedsmall", "σ² = β̃ (fixedsmall)")):
+        s = doc["by_variance"][v]
+        click.echo(f"{label:24}{s['rate_bits_per_dim']:8.3f}{s['distortion_bits_per_dim']:12.3f}"
+                   f"{s['total_bits_per_dim']:8.3f}              {s['rmse_0_255']:.3f}")
+    p = PAPER_CIFAR10
+    click.echo(f"{'paper, CIFAR-10 test':24}{p['rate_bits_per_dim']:8.2f}{p['distortion_bits_per_dim']:12.2f}"
+               f"{p['total_bits_per_dim']:8.2f}              {p['rmse_0_255']:.2f}")
+    if json_path:
+        write_json(Path(json_path), doc, force=True)
+        click.echo(f"wrote {json_path}")
+
+
+@main.command(epilog="""
+\b
+Examples:
+  diffcodec sample -o samples.png
+  diffcodec sample -n 64 --steps 250 --seed 1 -o grid.png --model runs/tiny
+""")
+@MODEL_OPTION
+@click.option("-n", "--count", default=16, show_default=True, type=click.IntRange(min=1), help="Number of samples.")
+@click.option("--size", default=32, show_default=True, type=click.IntRange(min=1), help="Side of each sample in pixels.")
+@click.option("--steps", default=None, type=click.IntRange(min=1),
+              help="Respace the chain to this many evenly spaced steps (default: all T).")
+@click.option("--variance", default="fixedlarge", show_default=True, type=_variance_choice())
+@click.option("--seed", default=0, show_default=True)
+@click.option("-o", "--out", "out_path", required=True, type=click.Path(), help="PNG grid to write.")
+@DEVICE_OPTION
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+def sample(model_name, count, size, steps, variance, seed, out_path, device, force):
+    """Draw samples by ancestral sampling (Algorithm 2) and save them as a PNG grid."""
+    import torch
+
+    from .checkpoint import load_model
+    from .data import to_uint8
+    from .diffusion import GaussianDiffusion
+    from .files import check_writable, write_png
+    from .sampling import image_grid, sample as draw
+    from .train import pick_device
+
+    check_writable(Path(out_path), force)
+    dev = pick_device(device)
+    model = load_model(model_name, dev)
+    f = model.unet_config.downsampling_factor
+    if size % f:
+        raise DiffcodecError(f"--size {size} is not divisible by the model's factor {f}")
+    schedule = model.schedule_config.build()
+    if steps is not None:
+        if steps > len(schedule):
+            raise DiffcodecError(f"--steps {steps} exceeds the model's {len(schedule)} steps")
+        schedule = schedule.evenly_spaced(steps)
+    generator = torch.Generator(device=dev).manual_seed(seed)
+    x = draw(GaussianDiffusion(schedule), model.eps_fn, (count, model.unet_config.in_channels, size, size),
+             variance=variance, generator=generator, device=dev, progress=True)
+    write_png(Path(out_path), image_grid(to_uint8(x).cpu()), force=True)
+    click.echo(f"wrote {count} samples to {out_path}")
+
+
+@main.command(epilog="""
+\b
+Examples:
+  diffcodec convert ~/models/ddpm-cifar10-32 -o models/ddpm-cifar10
+  diffcodec nll ../shared/data/cifar-10-subset --model models/ddpm-cifar10
+""")
+@click.argument("source", type=click.Path())
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(), help="Checkpoint folder to write.")
+@click.option("--name", default=None, help="Model name recorded in the checkpoint (default: the folder's name).")
+@click.option("--force", is_flag=True, help="Replace an existing checkpoint in --out.")
+def convert(source, out_dir, name, force):
+    """Convert a diffusers UNet2DModel folder (e.g. google/ddpm-cifar10-32) to a diffcodec checkpoint.
+
+    SOURCE is the downloaded model folder (or a pipeline folder with unet/ and scheduler/).
+    The schedule is read from the pipeline's scheduler/scheduler_config.json when present
+    (only the linear β schedule converts), otherwise the paper's is assumed.
+    """
+    from .checkpoint import CONFIG_FILE, save_checkpoint
+    from .convert import load_diffusers_folder, schedule_from_diffusers
+
+    out = Path(out_dir)
+    if (out / CONFIG_FILE).exists() and not force:
+        raise DiffcodecError(f"{out} already holds a checkpoint; pass --force to replace it")
+    unet, state = load_diffusers_folder(Path(source))
+    schedule, schedule_source = schedule_from_diffusers(Path(source))
+    save_checkpoint(out, state, unet, schedule, name=name or out.name,
+                    meta={"converted_from": str(source), "schedule_source": schedule_source})
+    click.echo(f"wrote {out} ({sum(v.numel() for v in state.values()):,} parameters, schedule from {schedule_source})")
 
 
 if __name__ == "__main__":

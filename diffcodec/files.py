@@ -1,0 +1,61 @@
+"""Writing output files safely: atomically, and never over an existing file unless asked."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import DiffcodecError
+
+
+def check_writable(path: Path, force: bool) -> Path:
+    """Refuse to replace an existing file without ``force``; the parent folder must exist."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise DiffcodecError(f"{path} exists; pass --force to overwrite it")
+    if path.is_dir():
+        raise DiffcodecError(f"{path} is a folder")
+    if not path.parent.is_dir():
+        raise DiffcodecError(f"folder {path.parent} does not exist")
+    return path
+
+
+def atomic_write_bytes(path: Path, data: bytes, force: bool = True) -> Path:
+    """Write through a temporary file in the same folder and rename, so readers never see
+    a partial file and a crash leaves the old file intact."""
+    path = check_writable(Path(path), force)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def png_bytes(image: torch.Tensor) -> bytes:
+    """uint8 (C, H, W) with C = 1 or 3 → PNG bytes."""
+    if image.ndim != 3 or image.dtype != torch.uint8 or image.shape[0] not in (1, 3):
+        raise ValueError(f"expected uint8 (1|3, H, W), got {tuple(image.shape)} {image.dtype}")
+    array = image.permute(1, 2, 0).cpu().numpy()
+    buf = io.BytesIO()
+    Image.fromarray(array[..., 0] if array.shape[2] == 1 else np.ascontiguousarray(array)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_png(path: Path, image: torch.Tensor, force: bool = False) -> Path:
+    return atomic_write_bytes(path, png_bytes(image), force)
+
+
+def write_json(path: Path, doc: dict, force: bool = False) -> Path:
+    return atomic_write_bytes(path, (json.dumps(doc, indent=1) + "\n").encode(), force)

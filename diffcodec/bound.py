@@ -105,7 +105,8 @@ def evaluate_bound(
         raise ValueError(f"expected images shaped (B, C, H, W), got {tuple(x0.shape)}")
     x0 = x0.to(torch.float64)
     levels = torch.round((x0 + 1) * 127.5)
-    if torch.any((levels < 0) | (levels > 255)) or torch.any((levels / 127.5 - 1 - x0).abs() > 1e-6):
+    on_levels = (levels >= 0) & (levels <= 255) & ((levels / 127.5 - 1 - x0).abs() <= 1e-6)
+    if not torch.all(on_levels):  # written so that NaN fails it too
         raise ValueError("x0 must lie on the 256 levels of [-1, 1]")
     B, K = x0.shape[0], diffusion.num_steps
     dims = int(np.prod(x0.shape[1:]))

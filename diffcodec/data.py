@@ -73,9 +73,13 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     data, labels = batch[b"data"], batch[b"labels"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         raise DataError(f"{path}: b'data' must be uint8 of shape (N, 3072), got {getattr(data, 'shape', type(data))}")
-    if len(labels) != data.shape[0]:
-        raise DataError(f"{path}: {len(labels)} labels for {data.shape[0]} images")
-    return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
+    try:
+        labels = np.asarray(labels, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        raise DataError(f"{path}: b'labels' must be a list of integers") from None
+    if labels.ndim != 1 or len(labels) != data.shape[0]:
+        raise DataError(f"{path}: {labels.size} labels of shape {labels.shape} for {data.shape[0]} images")
+    return data.reshape(-1, 3, 32, 32), labels
 
 
 def find_cifar_dir(root: Path) -> Path | None:
@@ -109,7 +113,11 @@ def read_image(path: Path) -> torch.Tensor:
         raise DataError(f"no such image file: {path}")
     try:
         with Image.open(path) as im:
-            rgb = np.asarray(im.convert("RGB"))
+            if im.mode.startswith("I;16"):  # 16-bit greyscale: convert("RGB") would clip, not scale
+                grey = np.round(np.asarray(im, dtype=np.float64) / 257.0).clip(0, 255).astype(np.uint8)
+                rgb = np.repeat(grey[:, :, None], 3, axis=2)
+            else:
+                rgb = np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise DataError(f"{path} is not a readable image ({e})") from None
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1).contiguous()

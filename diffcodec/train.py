@@ -108,6 +108,7 @@ class Trainer:
             for key in ("exp_avg", "exp_avg_sq", "step"):
                 state[f"adam.{key}.{names[id(p)]}"] = torch.as_tensor(s[key]).reshape(-1)
         state["generator"] = self.generator.get_state()
+        state["torch_rng"] = torch.get_rng_state()  # dropout draws from the global CPU generator
         state["counters"] = torch.tensor([self.step], dtype=torch.int64)
         state["elapsed"] = torch.tensor([self.elapsed], dtype=torch.float64)
         return state
@@ -132,6 +133,8 @@ class Trainer:
                     "exp_avg_sq": state[f"adam.exp_avg_sq.{n}"].reshape(p.shape).to(self.device),
                 }
         self.generator.set_state(state["generator"])
+        if "torch_rng" in state:  # absent in checkpoints written before it was saved
+            torch.set_rng_state(state["torch_rng"])
         self.step, self.elapsed = int(state["counters"][0]), float(state["elapsed"][0])
 
     def save(self) -> None:

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from .checkpoint import TRAIN_STATE_FILE, load_state_strict, read_config, save_checkpoint
 from .data import DataConfig, to_model_range
 from .diffusion import GaussianDiffusion
-from .errors import CheckpointError
+from .errors import CheckpointError, DiffcodecError
 from .schedule import ScheduleConfig
 from .unet import CONFIGS, UNet, UNetConfig
 
@@ -72,9 +72,18 @@ def _dist_info() -> tuple[int, int]:
 
 
 def pick_device(name: str = "auto") -> torch.device:
+    """'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'; anything unusable is a DiffcodecError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DiffcodecError(f"unknown device {name!r} (use cpu, cuda, cuda:N or auto)") from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise DiffcodecError(f"device {name!r} is not available on this machine")
+    if device.type not in ("cpu", "cuda"):
+        raise DiffcodecError(f"device {name!r} is not supported (use cpu, cuda, cuda:N or auto)")
+    return device
 
 
 class Trainer:
@@ -84,7 +93,10 @@ class Trainer:
         self.cfg, self.out_dir = cfg, Path(out_dir)
         self.rank, self.world = _dist_info()
         if cfg.batch_size % self.world:
-            raise ValueError(f"batch size {cfg.batch_size} is not divisible by {self.world} processes")
+            raise DiffcodecError(f"batch size {cfg.batch_size} is not divisible by {self.world} processes")
+        if cfg.data.crop_size % cfg.unet.downsampling_factor:
+            raise DiffcodecError(f"crop size {cfg.data.crop_size} is not divisible by the U-Net's factor "
+                                 f"{cfg.unet.downsampling_factor}")
         self.device = pick_device(device)
         if self.device.type == "cuda" and self.world > 1:
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", self.rank)))

@@ -1,0 +1,1 @@
+"""Models shipped with diffcodec, one folder each (config.json, model.safetensors, MODEL_CARD.md)."""

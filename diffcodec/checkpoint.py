@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from .diffusion import GaussianDiffusion
 from .errors import CheckpointError
+from .files import atomic_write_bytes
 from .schedule import ScheduleConfig
 from .unet import UNet, UNetConfig
 
@@ -64,17 +64,8 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def _atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+def _tensor_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
+    return save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
 
 
 def save_checkpoint(
@@ -93,9 +84,9 @@ def save_checkpoint(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / WEIGHTS_FILE
-    _atomic_save_tensors(weights, {k: v.to(dtype) if v.is_floating_point() else v for k, v in state_dict.items()})
+    atomic_write_bytes(weights, _tensor_bytes({k: v.to(dtype) if v.is_floating_point() else v for k, v in state_dict.items()}))
     if train_state is not None:
-        _atomic_save_tensors(directory / TRAIN_STATE_FILE, train_state)
+        atomic_write_bytes(directory / TRAIN_STATE_FILE, _tensor_bytes(train_state))
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -106,7 +97,7 @@ def save_checkpoint(
         "weights_sha256": sha256_file(weights),
         "meta": meta or {},
     }
-    _atomic_write_bytes(directory / CONFIG_FILE, (json.dumps(config, indent=2) + "\n").encode())
+    atomic_write_bytes(directory / CONFIG_FILE, (json.dumps(config, indent=2) + "\n").encode())
     return directory
 
 

@@ -187,14 +187,9 @@ def schedule_from_diffusers(folder: str | Path) -> tuple[ScheduleConfig, str]:
         return ScheduleConfig(), "the paper (no scheduler_config.json found)"
     try:
         c = json.loads(path.read_text())
-        _require_schedule(c.get("beta_schedule") == "linear" and c.get("trained_betas") is None,
-                          f"{path}: only the linear beta schedule converts, found {c.get('beta_schedule')!r}")
+        if c.get("beta_schedule") != "linear" or c.get("trained_betas") is not None:
+            raise CheckpointError(f"{path}: only the linear beta schedule converts, found {c.get('beta_schedule')!r}")
         return ScheduleConfig(ScheduleKind.LINEAR, int(c.get("num_train_timesteps", 1000)),
                               float(c.get("beta_start", 1e-4)), float(c.get("beta_end", 0.02))), str(path)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, ValueError, AttributeError) as e:
         raise CheckpointError(f"{path} is not a usable scheduler config ({e})") from None
-
-
-def _require_schedule(ok: bool, message: str) -> None:
-    if not ok:
-        raise CheckpointError(message)

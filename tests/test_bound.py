@@ -29,7 +29,6 @@ from diffcodec.bound import (
     prior_kl_bits,
 )
 from diffcodec.diffusion import GaussianDiffusion, ReverseVariance
-from diffcodec.schedule import ScheduleConfig
 
 T = 1000
 BETAS = np.linspace(1e-4, 0.02, T, dtype=np.float64)
@@ -37,16 +36,6 @@ ABAR = np.cumprod(1.0 - BETAS)
 ABAR0 = np.concatenate([[1.0], ABAR])  # ABAR0[t] = ᾱ_t, ᾱ_0 = 1
 LARGE, SMALL = ReverseVariance.FIXED_LARGE, ReverseVariance.FIXED_SMALL
 LEVELS = torch.arange(256, dtype=torch.float64) / 127.5 - 1
-
-
-@pytest.fixture(scope="module")
-def sched():
-    return ScheduleConfig().build()
-
-
-@pytest.fixture(scope="module")
-def diff(sched):
-    return GaussianDiffusion(sched)
 
 
 def _chain(kept=None):

@@ -24,13 +24,7 @@ from diffcodec.unet import CONFIGS, UNet
 MICRO = CONFIGS["micro"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One CPU thread: on a small, busy machine extra threads only contend."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _micro_net(seed: int = 0) -> UNet:

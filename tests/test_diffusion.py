@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from diffcodec.diffusion import GaussianDiffusion, ReverseVariance
-from diffcodec.schedule import ScheduleConfig
 
 T = 1000
 BETAS = np.linspace(1e-4, 0.02, T, dtype=np.float64)
@@ -20,16 +19,6 @@ ABAR = np.cumprod(1.0 - BETAS)
 ABAR0 = np.concatenate([[1.0], ABAR])  # ABAR0[t] = ᾱ_t with ᾱ_0 = 1
 RESPACED = [1, 2, 10, 50, 300, 999, 1000]
 RESPACED_NO_T1 = [5, 100, 1000]
-
-
-@pytest.fixture(scope="module")
-def sched():
-    return ScheduleConfig().build()
-
-
-@pytest.fixture(scope="module")
-def diff(sched):
-    return GaussianDiffusion(sched)
 
 
 def _steps(ks, shape=(1, 2, 2)):

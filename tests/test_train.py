@@ -33,12 +33,7 @@ MICRO = CONFIGS["micro"]  # dropout 0.1: exercises the global RNG in the resume 
 SIZE = 16
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _write_images(folder: Path, n: int = 8, size: int = SIZE, seed: int = 0) -> Path:

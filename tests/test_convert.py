@@ -197,3 +197,35 @@ def test_bad_folder_is_a_clear_error(tmp_path):
         with pytest.raises(CheckpointError, match="corrupt") as e:
             load_diffusers_folder(tmp_path)
         assert "\n" not in str(e.value)
+
+
+def test_cli_convert_writes_a_checkpoint_with_the_pipelines_schedule(tmp_path):
+    """`diffcodec convert` on a pipeline folder (unet/ + scheduler/) gives a checkpoint that loads
+    and predicts as the diffusers model does, with the schedule read from the pipeline."""
+    from click.testing import CliRunner
+
+    from diffcodec.checkpoint import load_model
+    from diffcodec.cli import main
+
+    model = diffusers_twin(TINY, seed=3)
+    model.save_pretrained(tmp_path / "pipe" / "unet")
+    scheduler = {"_class_name": "DDPMScheduler", "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02,
+                 "num_train_timesteps": 1000, "trained_betas": None, "clip_sample": True}
+    (tmp_path / "pipe" / "scheduler").mkdir()
+    (tmp_path / "pipe" / "scheduler" / "scheduler_config.json").write_text(json.dumps(scheduler))
+    out = tmp_path / "ckpt"
+    result = CliRunner().invoke(main, ["convert", str(tmp_path / "pipe"), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "scheduler_config.json" in result.output
+    loaded = load_model(out)
+    x, t = torch.randn(2, 3, 16, 16), torch.tensor([0, 999])
+    assert max_difference(model, loaded.net, x, t) <= 1e-5
+    assert loaded.schedule_config.num_timesteps == 1000 and loaded.schedule_config.beta_end == 0.02
+
+    again = CliRunner().invoke(main, ["convert", str(tmp_path / "pipe"), "-o", str(out)])
+    assert again.exit_code == 1 and again.output.startswith("error: ") and "--force" in again.output
+
+    scheduler["beta_schedule"] = "squaredcos_cap_v2"
+    (tmp_path / "pipe" / "scheduler" / "scheduler_config.json").write_text(json.dumps(scheduler))
+    bad = CliRunner().invoke(main, ["convert", str(tmp_path / "pipe"), "-o", str(tmp_path / "other")])
+    assert bad.exit_code == 1 and "linear" in bad.output and not (tmp_path / "other").exists()

@@ -6,6 +6,7 @@ Errors caused by input (missing files, bad data, mismatched checkpoints) print o
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 import click
@@ -165,9 +166,10 @@ def nll(data, model_name, limit, json_path, variance, batch_size, seed, device, 
     click.echo(f"model {model.name} ({model.weights_sha256[:12]}), {result.images} images of {data}"
                f"{' (CIFAR-10 test split)' if is_cifar else ''}, {result.dims} dims, T = {model.diffusion().num_steps}")
     click.echo(f"{'':24}{'rate':>8}{'distortion':>12}{'total':>8}   bits/dim   RMSE x̂0(x1) on [0,255]")
-    for v, label in (("fixedlarge", "σ² = β  (fixedlarge)"), ("fixedsmall", "σ² = β̃ (fixedsmall)")):
+    for v, label in (("fixedlarge", "σ² = β  (fixedlarge)"), ("fixedsmall", "σ² = β̃  (fixedsmall)")):
         s = doc["by_variance"][v]
-        click.echo(f"{label:24}{s['rate_bits_per_dim']:8.3f}{s['distortion_bits_per_dim']:12.3f}"
+        width = 24 + sum(1 for c in label if unicodedata.combining(c))  # combining marks take no column
+        click.echo(f"{label:{width}}{s['rate_bits_per_dim']:8.3f}{s['distortion_bits_per_dim']:12.3f}"
                    f"{s['total_bits_per_dim']:8.3f}              {s['rmse_0_255']:.3f}")
     p = PAPER_CIFAR10
     click.echo(f"{'paper, CIFAR-10 test':24}{p['rate_bits_per_dim']:8.2f}{p['distortion_bits_per_dim']:12.2f}"

@@ -224,7 +224,7 @@ def sample(model_name, count, size, steps, variance, seed, out_path, device, for
     click.echo(f"wrote {count} samples to {out_path}")
 
 
-@main.command(epilog="""
+@main.command(short_help="Convert diffusers UNet2DModel weights to a checkpoint.", epilog="""
 \b
 Examples:
   diffcodec convert ~/models/ddpm-cifar10-32 -o models/ddpm-cifar10

@@ -118,11 +118,8 @@ def evaluate_bound(
         noise = torch.randn(x0.shape, dtype=torch.float64, device=x0.device, generator=generator)
         x_k = diffusion.q_sample(x0, k, noise)
         eps = diffusion.predict_eps(eps_fn, x_k.to(torch.float32), k).to(torch.float64)
-        x0_hat = diffusion.x0_from_eps(x_k, k, eps)
-        if clip_denoised:
-            x0_hat = x0_hat.clamp(-1, 1)
+        x0_hat, mean_p = diffusion.denoise(x_k, k, eps, clip_denoised)
         mse[:, kk - 1] = ((x0_hat.clamp(-1, 1) - x0) ** 2).flatten(1).mean(1).cpu().numpy()
-        mean_p, _ = diffusion.q_posterior(x0_hat, x_k, k)
         if kk == 1:
             for v in variances:
                 std = diffusion.p_variance(k, v, x_k).sqrt()

@@ -142,7 +142,7 @@ def load_eval_images(source: Path, limit: int | None = None) -> torch.Tensor:
     if source.is_dir() and find_cifar_dir(source) is not None:
         images = load_cifar10(source, "test")
     elif source.is_dir():
-        files = list_images(source)[:limit]
+        files = list_images(source)[:limit]  # read only the files that are used
         stack = [read_image(f) for f in files]
         if len({tuple(im.shape) for im in stack}) != 1:
             raise DataError(f"images in {source} differ in size; crop them to one size first")

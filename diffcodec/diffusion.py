@@ -103,10 +103,20 @@ class GaussianDiffusion:
         abar = self._take(self.schedule.alphas_cumprod, k, x_k)
         return (x_k - abar.sqrt() * x0) / (1 - abar).sqrt()
 
+    def denoise(
+        self, x_k: torch.Tensor, k: torch.Tensor, eps: torch.Tensor, clip_denoised: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x̂_0 (clipped to [−1, 1] if asked) and μ_θ(x_k, k), the posterior mean with that x̂_0
+        plugged in; unclipped, μ_θ equals eq. 11."""
+        x0_hat = self.x0_from_eps(x_k, k, eps)
+        if clip_denoised:
+            x0_hat = x0_hat.clamp(-1, 1)
+        mean, _ = self.q_posterior(x0_hat, x_k, k)
+        return x0_hat, mean
+
     def p_mean(self, x_k: torch.Tensor, k: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        """μ_θ(x_k, k): the posterior mean with x̂_0 from ε plugged in (equals eq. 11)."""
-        mean, _ = self.q_posterior(self.x0_from_eps(x_k, k, eps), x_k, k)
-        return mean
+        """μ_θ(x_k, k) of eq. 11."""
+        return self.denoise(x_k, k, eps)[1]
 
     def p_variance(self, k: torch.Tensor, variance: ReverseVariance, like: torch.Tensor) -> torch.Tensor:
         """σ_k² of p_θ(x_{k−1}|x_k) as a (B,1,1,1) tensor."""

@@ -31,10 +31,7 @@ def sample(
                    dynamic_ncols=True):
         k = torch.full((shape[0],), kk, dtype=torch.long, device=device)
         eps = diffusion.predict_eps(eps_fn, x, k)
-        x0_hat = diffusion.x0_from_eps(x, k, eps)
-        if clip_denoised:
-            x0_hat = x0_hat.clamp(-1, 1)
-        mean, _ = diffusion.q_posterior(x0_hat, x, k)
+        _, mean = diffusion.denoise(x, k, eps, clip_denoised)
         if kk > 1:
             noise = torch.randn(shape, generator=generator, device=device)
             x = mean + diffusion.p_variance(k, variance, mean).sqrt() * noise

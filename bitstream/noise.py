@@ -35,6 +35,9 @@ Exact recipe (a GPU port must reproduce the uniform bits exactly):
    block at ``c0 = n + 1`` (i.e. ``b = 1``, first word), ``c1 = LANE_ARRIVAL``;
    ``E_n = -ln(u)`` with ``u`` as in step 4.  Arrival times are ``T_n = sum_{m<=n} E_m``.
    The decoder never needs these.
+7. Permutation lane (``LANE_PERMUTATION = 2``): ``words(stream, 2, d)`` are the first ``d``
+   raw words of blocks ``c0 = 1, 2, …``; the shared permutation of ``d`` dimensions is the
+   stable ascending argsort of those words (``bitstream.chunks.permutation``).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import numpy as np
 
 LANE_NORMAL = 0
 LANE_ARRIVAL = 1
+LANE_PERMUTATION = 2
 
 _MASK64 = (1 << 64) - 1
 _TWO_PI = 2.0 * np.pi
@@ -119,6 +123,10 @@ class SharedNoise:
 
     def normal(self, stream, n: int, d: int) -> np.ndarray:
         return self.normals(stream, n, 1, d)[0]
+
+    def words(self, stream, lane: int, count: int) -> np.ndarray:
+        """``count`` raw uint64 words of ``lane``: block ``c0 = 1, 2, …`` in order, four words each."""
+        return _philox_raw(self.seed, stream_key(stream), int(lane), 0, int(count))
 
     def exponentials(self, stream, start: int, count: int) -> np.ndarray:
         """Exp(1) draws E_start .. E_{start+count-1} of the arrival lane (recipe step 6)."""

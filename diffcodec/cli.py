@@ -16,6 +16,9 @@ from .errors import DiffcodecError
 EXAMPLES = """
 \b
 Examples:
+  diffcodec encode photo.png -o photo.ddc
+  diffcodec decode photo.ddc -o photo.png --upto-t 200
+  diffcodec info photo.ddc
   diffcodec nll ../shared/data/cifar-10-subset --limit 64
   diffcodec sample -n 16 -o samples.png --steps 100
   diffcodec train --config tiny --cifar ../shared/data/cifar-10-subset -o runs/tiny --steps 2000
@@ -252,6 +255,217 @@ def convert(source, out_dir, name, force):
     save_checkpoint(out, state, unet, schedule, name=name or out.name,
                     meta={"converted_from": str(source), "schedule_source": schedule_source})
     click.echo(f"wrote {out} ({sum(v.numel() for v in state.values()):,} parameters, schedule from {schedule_source})")
+
+
+# ---- the codec -------------------------------------------------------------------------------
+
+def _load_for_file(model_name, header):
+    """The model a file names by hash: --model if given (checked), else a shipped one that matches."""
+    from .checkpoint import available_models, load_model
+    from .codec import CodecError, check_model, model_hash
+
+    if model_name is not None:
+        model = load_model(model_name)
+        check_model(header, model)
+        return model
+    for name in available_models():
+        model = load_model(name)
+        if model_hash(model) == header.model_hash:
+            check_model(header, model)
+            return model
+    raise CodecError(f"no shipped model has hash {header.model_hash.hex()}…; pass --model with the file's model")
+
+
+@main.command(epilog="""
+\b
+Examples:
+  diffcodec encode photo.png -o photo.ddc                 (stops at 35 dB PSNR)
+  diffcodec encode photo.png -o photo.ddc --lossless      (full rate: decodes bit for bit)
+  diffcodec encode photo.png -o photo.ddc --bpp 1.0 --stats photo.json
+  diffcodec encode photo.png -o photo.ddc --upto-t 100
+""")
+@click.argument("image", type=click.Path())
+@click.option("-o", "--out", "out_path", required=True, type=click.Path(), help="The .ddc file to write.")
+@MODEL_OPTION
+@click.option("--upto-t", type=click.IntRange(min=0, max=1000), default=None,
+              help="Stop once the chain reaches this timestep (0: lossless).")
+@click.option("--bpp", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Largest file within this many bits per pixel (headers included).")
+@click.option("--psnr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop at the first prefix whose decoded image (mean) reaches this PSNR in dB. [default: 35]")
+@click.option("--lossless", is_flag=True, help="Code everything: the decoded PNG equals the input.")
+@click.option("--stats", "stats_path", type=click.Path(), default=None,
+              help="Write per-step KL, coded bits and record sizes as JSON.")
+@click.option("--t-stop", default=10, show_default=True, type=click.IntRange(1, 99),
+              help="Last channel-simulated step; x_0 is coded losslessly from x_{t-stop}.")
+@click.option("--groups", default=40, show_default=True, type=click.IntRange(1, 255),
+              help="Coded steps from T down to t-stop (log-spaced; encoder time grows with it).")
+@click.option("--candidates", "log2_candidates", default=12, show_default=True, type=click.IntRange(0, 20),
+              help="log2 of the candidates per channel-simulation call (encoder time grows as 2^this).")
+@click.option("--chunk-bits", default=5.0, show_default=True, type=click.FloatRange(0.25, 63.75),
+              help="KL budget per call in bits (a multiple of 1/4).")
+@click.option("--records", type=click.Choice(["auto", "coarse", "every-step"]), default="auto", show_default=True,
+              help="Where records (decodable prefixes) end; auto: coarse below 256×256 pixels.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**64 - 1), help="Shared-randomness seed.")
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+def encode(image, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path, t_stop, groups, log2_candidates,
+           chunk_bits, records, seed, force):
+    """Compress IMAGE (PNG, JPEG, …; any size; RGB, grayscale, 16-bit, RGBA) into a .ddc file.
+
+    The file is progressive: every prefix of records decodes. Pick at most one of --upto-t,
+    --bpp, --psnr, --lossless; the default stops at 35 dB PSNR. 16-bit samples are rounded
+    to 8 bits; alpha is kept losslessly.
+    """
+    from tqdm import tqdm
+
+    from bitstream.container import RecordLayout
+    from .checkpoint import load_model
+    from .codec import DEFAULT_STOP, CodecConfig, Stop, compress
+    from .files import atomic_write_bytes, check_writable, write_json
+    from .images import load_image
+
+    chosen = [name for name, v in (("--upto-t", upto_t), ("--bpp", bpp), ("--psnr", psnr)) if v is not None]
+    chosen += ["--lossless"] if lossless else []
+    if len(chosen) > 1:
+        raise DiffcodecError(f"choose one of {', '.join(chosen)}")
+    if abs(round(chunk_bits * 4) - chunk_bits * 4) > 1e-9:
+        raise DiffcodecError("--chunk-bits must be a multiple of 0.25")
+    if t_stop >= 100:
+        raise DiffcodecError("--t-stop must be below 100")
+    check_writable(Path(out_path), force)
+    if stats_path:
+        check_writable(Path(stats_path), force)
+    img = load_image(Path(image))
+    model = load_model(model_name)
+    stop = Stop(upto_t=upto_t, bpp=bpp, psnr=psnr) if chosen and not lossless else (Stop() if lossless else DEFAULT_STOP)
+    layout = {"auto": None, "coarse": RecordLayout.COARSE, "every-step": RecordLayout.EVERY_STEP}[records]
+    config = CodecConfig(t_stop=t_stop, groups=groups, log2_candidates=log2_candidates, chunk_bits=chunk_bits,
+                         layout=layout, seed=seed)
+    with tqdm(desc="encode", unit="step", dynamic_ncols=True) as bar:
+        def progress(done, total):
+            bar.total = total
+            bar.update(done - bar.n)
+        result = compress(img, model, config, stop, progress)
+    atomic_write_bytes(Path(out_path), result.data, force=True)
+    st = result.stats
+    last = st["records"][-1] if st["records"] else {"t": 1000, "psnr_mean": float("nan")}
+    reached = "lossless" if last["t"] == 0 else f"t = {last['t']}, mean reconstruction {last['psnr_mean']:.2f} dB"
+    click.echo(f"wrote {out_path}: {st['file_bytes']} bytes, {st['bpp']:.3f} bpp ({img.width}×{img.height}, "
+               f"{len(st['records'])} records), {reached}")
+    if stats_path:
+        st["image"] = str(image)
+        st["model"] = model.name
+        st["model_sha256"] = model.weights_sha256
+        write_json(Path(stats_path), st, force=True)
+        click.echo(f"wrote {stats_path}")
+
+
+@main.command(epilog="""
+\b
+Examples:
+  diffcodec decode photo.ddc -o photo.png
+  diffcodec decode photo.ddc -o coarse.png --upto-t 200 --reconstruct flow
+  diffcodec decode photo.ddc -o photo.png --frames frames/     (x̂_0 after each record + animation.gif)
+""")
+@click.argument("file", type=click.Path())
+@click.option("-o", "--out", "out_path", required=True, type=click.Path(), help="PNG to write.")
+@click.option("--upto-t", type=click.IntRange(min=0, max=1000), default=None,
+              help="Decode only up to the first record at or below this timestep.")
+@click.option("--reconstruct", "how", type=click.Choice(["mean", "flow", "ancestral"]), default="mean",
+              show_default=True, help="How a lossy prefix becomes an image: x̂_0, probability flow, or a sample.")
+@click.option("--steps", default=50, show_default=True, type=click.IntRange(min=1),
+              help="Network passes for flow and ancestral reconstructions.")
+@click.option("--frames", "frames_dir", type=click.Path(), default=None,
+              help="Folder for the image after every record and an animation.")
+@click.option("--model", "model_name", default=None,
+              help="Model name or folder (default: the shipped model the file names).")
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+def decode(file, out_path, upto_t, how, steps, frames_dir, model_name, force):
+    """Decode a .ddc FILE (or any prefix of it) to a PNG."""
+    from tqdm import tqdm
+
+    from .codec import decompress, read_header
+    from .files import atomic_write_bytes, check_writable
+    from .reconstruct import Reconstruction
+
+    check_writable(Path(out_path), force)
+    path = Path(file)
+    if not path.is_file():
+        raise DiffcodecError(f"no such file: {path}")
+    data = path.read_bytes()
+    header = read_header(data)
+    model = _load_for_file(model_name, header)
+    if frames_dir:
+        frames = Path(frames_dir)
+        if frames.exists() and any(frames.iterdir()) and not force:
+            raise DiffcodecError(f"{frames} is not empty; pass --force to write into it")
+    with tqdm(desc="decode", unit="step", dynamic_ncols=True) as bar:
+        out = decompress(data, model, upto_t, Reconstruction(how), steps=steps, frames=bool(frames_dir),
+                         progress=lambda: bar.update(1))
+    if out.truncated:
+        click.echo(f"warning: {path} is truncated inside record {out.records_used}; "
+                   f"decoded the complete prefix (t = {out.t})", err=True)
+    if out.exact is False:
+        click.echo("warning: the lossless record decoded, but the pixels differ from the encoder's "
+                   "(network outputs differ between machines); a few pixels may be off by one", err=True)
+    atomic_write_bytes(Path(out_path), out.image.png_bytes(), force=True)
+    what = "lossless" if out.t == 0 else f"t = {out.t}, {how} reconstruction"
+    click.echo(f"wrote {out_path} ({what}, {out.records_used} records)")
+    if frames_dir:
+        _write_frames(Path(frames_dir), out.frames)
+
+
+def _write_frames(folder: Path, frames) -> None:
+    from .files import atomic_write_bytes
+
+    folder.mkdir(parents=True, exist_ok=True)
+    images = []
+    for i, (t, image) in enumerate(frames):
+        atomic_write_bytes(folder / f"frame_{i:03d}_t{t:04d}.png", image.png_bytes(), force=True)
+        images.append(image.to_pil().convert("RGB"))
+    if images:
+        import io
+        buf = io.BytesIO()
+        scale = max(1, 256 // max(images[0].size))
+        big = [im.resize((im.width * scale, im.height * scale), 0) for im in images]
+        big[0].save(buf, format="GIF", save_all=True, append_images=big[1:], duration=400, loop=0)
+        atomic_write_bytes(folder / "animation.gif", buf.getvalue(), force=True)
+    click.echo(f"wrote {len(images)} frames and animation.gif to {folder}")
+
+
+@main.command(epilog="""
+\b
+Examples:
+  diffcodec info photo.ddc
+  diffcodec info photo.ddc --json
+""")
+@click.argument("file", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def info(file, as_json):
+    """Show a .ddc file's header, its records and the cumulative rate after each."""
+    import json
+
+    from .codec import describe
+
+    path = Path(file)
+    if not path.is_file():
+        raise DiffcodecError(f"no such file: {path}")
+    doc = describe(path.read_bytes())
+    if as_json:
+        click.echo(json.dumps(doc, indent=1))
+        return
+    h = doc["header"]
+    click.echo(f"{path}: .ddc v{h['version']}, {h['width']}×{h['height']} {h['mode']}, model {h['model_hash']}…, "
+               f"{doc['file_bytes']} bytes ({doc['bpp']:.3f} bpp)")
+    click.echo(f"  plan: {doc['coded_steps']} coded steps from t = {doc['boundaries'][0]} to t_stop = {h['t_stop']} "
+               f"(log-spaced), 2^{h['log2_candidates']} candidates, {h['chunk_bits']} bits per call, "
+               f"σ² = {h['variance']}, records {h['layout']}, seed {h['seed']}")
+    click.echo(f"  header {doc['header_bytes']} bytes")
+    click.echo(f"  {'record':>6} {'content':>16} {'bytes':>7} {'cum. bits/dim':>14}")
+    for r in doc["records"]:
+        click.echo(f"  {r['record']:>6} {r['content']:>16} {r['bytes']:>7} {r['cumulative_bits_per_dim']:>14.4f}")
+    if doc["truncated"]:
+        click.echo("  (the file ends inside a record: it is truncated)")
 
 
 if __name__ == "__main__":

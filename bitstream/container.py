@@ -1,0 +1,224 @@
+"""The ``.ddc`` container: a small header and a sequence of length-prefixed, checksummed
+records (byte-by-byte description in ``bitstream/FORMAT.md``).
+
+The container knows which fields a file carries but not what a decoder does with them: the
+codec (``diffcodec.codec``) gives records their meaning.  A file may end after any complete
+record; :func:`unpack` returns the complete records and says whether bytes were left over
+(a truncated record), so a decoder can show the last complete prefix.
+"""
+
+from __future__ import annotations
+
+import binascii
+import enum
+from dataclasses import dataclass
+
+MAGIC = b"DDC"
+VERSION = 1
+
+# Limits checked before anything is allocated for an image.
+MAX_SIDE = 1 << 16
+MAX_PIXELS = 1 << 26
+MAX_RECORD_BYTES = 1 << 30
+
+
+class FormatError(ValueError):
+    """The bytes are not a valid ``.ddc`` file (or not one this version can read)."""
+
+
+class ImageMode(enum.IntEnum):
+    """Colour layout of the source image (byte 0 of the flags)."""
+
+    RGB = 0
+    L = 1  # grayscale, coded as three equal channels
+    RGBA = 2  # RGB coded progressively, alpha losslessly in record 0
+
+
+class VarianceChoice(enum.IntEnum):
+    """Reverse-process variance the channel's prior uses (bit 0 of byte 1 of the flags)."""
+
+    POSTERIOR = 0  # σ² = β̃ of the coded (respaced) step
+    BETA = 1  # σ² = β of the coded (respaced) step
+
+
+class RecordLayout(enum.IntEnum):
+    """Which coded steps end a record (bit 1 of byte 1 of the flags)."""
+
+    COARSE = 0  # records end at the first step at or below t = 500, 200, 100, 50, 20, and at t_stop
+    EVERY_STEP = 1  # a record after every coded step
+
+
+def crc16(data: bytes, seed: int = 0xFFFF) -> int:
+    """CRC-16/CCITT-FALSE (polynomial 0x1021, initial value 0xFFFF)."""
+    return binascii.crc_hqx(data, seed)
+
+
+def write_varint(value: int) -> bytes:
+    """Unsigned LEB128."""
+    value = int(value)
+    if value < 0:
+        raise ValueError("varints are unsigned")
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def read_varint(data: bytes, pos: int, what: str) -> tuple[int, int]:
+    """(value, next position); at most 10 bytes (64 bits)."""
+    value = 0
+    for i in range(10):
+        if pos + i >= len(data):
+            raise EOFError(f"file ends inside {what}")
+        byte = data[pos + i]
+        value |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            return value, pos + i + 1
+    raise FormatError(f"{what} is not a valid varint")
+
+
+@dataclass(frozen=True)
+class Header:
+    """Everything a decoder needs before the first record."""
+
+    model_hash: bytes  # first 4 bytes of the model weights' SHA-256
+    width: int
+    height: int
+    mode: ImageMode = ImageMode.RGB
+    variance: VarianceChoice = VarianceChoice.POSTERIOR
+    layout: RecordLayout = RecordLayout.COARSE
+    schedule_id: int = 0  # the model's schedule, as named in FORMAT.md (0 = linear, T = 1000)
+    t_stop: int = 10  # last coded step; x_0 is coded losslessly given x_{t_stop}
+    groups: int = 40  # coded steps from T down to t_stop, log-spaced (see FORMAT.md, step plan)
+    tile: int = 0  # tile side in pixels, 0 = the whole (padded) image in one piece
+    log2_candidates: int = 12  # candidates per channel-simulation call: 2**log2_candidates
+    chunk_quarter_bits: int = 20  # KL budget per call, in units of 1/4 bit
+    seed: int = 0  # key of the shared randomness
+
+    def __post_init__(self):
+        object.__setattr__(self, "mode", ImageMode(self.mode))
+        object.__setattr__(self, "variance", VarianceChoice(self.variance))
+        object.__setattr__(self, "layout", RecordLayout(self.layout))
+        if len(self.model_hash) != 4:
+            raise ValueError("model_hash must be 4 bytes")
+        self.validate()
+
+    def validate(self) -> None:
+        if not (1 <= self.width <= MAX_SIDE and 1 <= self.height <= MAX_SIDE):
+            raise FormatError(f"image size {self.width}x{self.height} outside 1..{MAX_SIDE} per side")
+        if self.width * self.height > MAX_PIXELS:
+            raise FormatError(f"image of {self.width}x{self.height} pixels exceeds the limit of {MAX_PIXELS}")
+        if not 1 <= self.t_stop <= 99:
+            raise FormatError(f"t_stop {self.t_stop} outside 1..99")
+        if not 1 <= self.groups <= 255:
+            raise FormatError(f"groups {self.groups} outside 1..255")
+        if not 0 <= self.log2_candidates <= 24:
+            raise FormatError(f"log2_candidates {self.log2_candidates} outside 0..24")
+        if not 1 <= self.chunk_quarter_bits <= 255:
+            raise FormatError(f"chunk budget {self.chunk_quarter_bits}/4 bits outside 1/4..255/4")
+        if not 0 <= self.seed < 1 << 64:
+            raise FormatError("seed must fit in 64 bits")
+        if self.tile < 0 or self.tile > MAX_SIDE:
+            raise FormatError(f"tile {self.tile} outside 0..{MAX_SIDE}")
+
+    @property
+    def chunk_bits(self) -> float:
+        return self.chunk_quarter_bits / 4.0
+
+    def to_bytes(self) -> bytes:
+        flags0 = int(self.mode)
+        flags1 = int(self.variance) | int(self.layout) << 1
+        body = b"".join([
+            MAGIC, bytes([VERSION]), self.model_hash,
+            write_varint(self.width), write_varint(self.height),
+            bytes([flags0, flags1, self.schedule_id, self.t_stop, self.groups, self.log2_candidates,
+                   self.chunk_quarter_bits]),
+            write_varint(self.tile), write_varint(self.seed),
+        ])
+        return body + crc16(body).to_bytes(2, "little")
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> tuple["Header", int]:
+        """(header, position of the first record)."""
+        if len(data) < 4 or data[:3] != MAGIC:
+            raise FormatError("not a .ddc file (bad magic)")
+        if data[3] != VERSION:
+            raise FormatError(f".ddc format version {data[3]} is not supported (this build reads {VERSION})")
+        try:
+            pos = 4
+            model_hash = data[pos:pos + 4]
+            pos += 4
+            width, pos = read_varint(data, pos, "the width")
+            height, pos = read_varint(data, pos, "the height")
+            if pos + 7 > len(data):
+                raise EOFError("file ends inside the header")
+            flags0, flags1, schedule_id, t_stop, groups, log2_candidates, quarter = data[pos:pos + 7]
+            pos += 7
+            tile, pos = read_varint(data, pos, "the tile size")
+            seed, pos = read_varint(data, pos, "the seed")
+            if pos + 2 > len(data):
+                raise EOFError("file ends inside the header")
+        except EOFError as e:
+            raise FormatError(f"truncated header: {e}") from None
+        if int.from_bytes(data[pos:pos + 2], "little") != crc16(data[:pos]):
+            raise FormatError("header checksum mismatch (the file is corrupt)")
+        if flags0 not in ImageMode._value2member_map_ or flags1 >> 2:
+            raise FormatError("unknown flags in header")
+        if len(model_hash) != 4:
+            raise FormatError("truncated header")
+        header = cls(model_hash, width, height, ImageMode(flags0), VarianceChoice(flags1 & 1),
+                     RecordLayout(flags1 >> 1 & 1), schedule_id, t_stop, groups, tile, log2_candidates, quarter, seed)
+        return header, pos + 2
+
+
+def pack_record(index: int, payload: bytes) -> bytes:
+    """Length (varint), payload, CRC-16 over (record index as varint + payload)."""
+    crc = crc16(write_varint(index) + payload)
+    return write_varint(len(payload)) + payload + crc.to_bytes(2, "little")
+
+
+def pack(header: Header, records: list[bytes]) -> bytes:
+    return header.to_bytes() + b"".join(pack_record(i, r) for i, r in enumerate(records))
+
+
+@dataclass
+class Unpacked:
+    header: Header
+    records: list[bytes]
+    truncated: bool  # bytes after the last complete record that do not form a record
+    header_bytes: int
+    record_bytes: list[int]  # framed size of each record (length + payload + CRC)
+
+
+def unpack(data: bytes) -> Unpacked:
+    """Parse a file; a truncated final record is dropped and reported, a corrupt one raises."""
+    data = bytes(data)
+    header, pos = Header.from_bytes(data)
+    records, sizes = [], []
+    truncated = False
+    while pos < len(data):
+        index = len(records)
+        start = pos
+        try:
+            length, pos = read_varint(data, pos, f"the length of record {index}")
+        except EOFError:
+            truncated = True
+            break
+        if length > MAX_RECORD_BYTES:
+            raise FormatError(f"record {index} claims {length} bytes (corrupt length)")
+        if pos + length + 2 > len(data):
+            truncated = True
+            break
+        payload = data[pos:pos + length]
+        crc = int.from_bytes(data[pos + length:pos + length + 2], "little")
+        if crc != crc16(write_varint(index) + payload):
+            raise FormatError(f"record {index} is corrupt (checksum mismatch at byte {start})")
+        records.append(payload)
+        pos += length + 2
+        sizes.append(pos - start)
+    return Unpacked(header, records, truncated, header.to_bytes().__len__(), sizes)

@@ -1,0 +1,182 @@
+"""The codec end to end with the shipped default model: lossless round trips, progressive
+prefixes, stop rules, image modes, the distribution of decoded states, a golden file.
+
+Fast settings (64 candidates, 2-bit calls, 12 coded steps) keep each encode to a few seconds;
+they change the rate, not what is being checked. The golden file pins the exact bytes for
+those settings; regenerate with ``python tests/test_codec.py --regenerate`` only when a
+format or codec change is intended, and say so in the commit.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bitstream.container import ImageMode, unpack
+from diffcodec.checkpoint import load_model
+from diffcodec.codec import CodecConfig, CodecError, Stop, compress, decompress
+from diffcodec.data import load_cifar10
+from diffcodec.images import CodecImage, from_pil
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+CIFAR = SHARED / "cifar-10-subset"
+KODAK = SHARED / "kodak"
+GOLDEN = Path(__file__).parent / "golden" / "cifar0_default_fast.ddc"
+FAST = CodecConfig(groups=12, log2_candidates=6, chunk_bits=2.0)
+needs_data = pytest.mark.skipif(not CIFAR.is_dir() or not KODAK.is_dir(), reason="../shared/data is absent")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model("default")
+
+
+def cifar_image(i: int) -> CodecImage:
+    x = load_cifar10(CIFAR, "test")[i]
+    return CodecImage(x.permute(1, 2, 0).numpy().copy(), ImageMode.RGB)
+
+
+def kodak_crop(h: int = 37, w: int = 45) -> CodecImage:
+    with Image.open(KODAK / "kodim23.png") as im:
+        a = np.asarray(im.convert("RGB"))
+    return CodecImage(np.ascontiguousarray(a[200:200 + h, 300:300 + w]), ImageMode.RGB)
+
+
+@needs_data
+@pytest.mark.parametrize("source", ["cifar0", "cifar1", "kodak-crop"])
+def test_full_rate_is_lossless(model, source):
+    image = kodak_crop() if source == "kodak-crop" else cifar_image(int(source[-1]))
+    data = compress(image, model, FAST, Stop()).data
+    out = decompress(data, model)
+    assert out.t == 0 and out.exact is True and not out.truncated
+    assert np.array_equal(out.image.rgb, image.rgb)
+
+
+@needs_data
+def test_golden_file(model):
+    """Exact bytes for fixed settings: any change of format, plan, noise or coding shows here."""
+    image = cifar_image(0)
+    data = compress(image, model, FAST, Stop()).data
+    assert data == GOLDEN.read_bytes()
+    assert np.array_equal(decompress(GOLDEN.read_bytes(), model).image.rgb, image.rgb)
+
+
+@needs_data
+def test_every_prefix_decodes_and_early_stops_are_prefixes(model):
+    image = cifar_image(2)
+    full = compress(image, model, FAST, Stop())
+    u = unpack(full.data)
+    ends = np.cumsum([u.header_bytes] + u.record_bytes)
+    ts = [r["t"] for r in full.stats["records"]]
+    assert ts == sorted(ts, reverse=True) and ts[-1] == 0
+    for r, end in enumerate(ends[1:-1]):
+        prefix = full.data[:end]
+        out = decompress(prefix, model)
+        assert out.t == ts[r] and out.records_used == r + 1 and not out.truncated
+        cut = decompress(full.data[:end + 3], model)  # three bytes into the next record
+        assert cut.truncated and cut.t == ts[r]
+        assert np.array_equal(cut.image.rgb, out.image.rgb)
+        # stopping the encoder at that t gives exactly that prefix (the encoder is deterministic)
+        early = compress(image, model, FAST, Stop(upto_t=ts[r])).data if r in (0, len(ends) - 3) else None
+        if early is not None:
+            assert early == prefix
+    # later prefixes are closer to the image
+    errors = [np.abs(decompress(full.data[:e], model).image.rgb.astype(int) - image.rgb).mean() for e in ends[1:]]
+    assert errors[-1] == 0 and errors[0] > errors[-2]
+
+
+@needs_data
+def test_stop_rules(model):
+    image = cifar_image(3)
+    full = compress(image, model, FAST, Stop()).stats
+    by_psnr = compress(image, model, FAST, Stop(psnr=30.0)).stats
+    psnrs = [r["psnr_mean"] for r in by_psnr["records"]]
+    assert psnrs[-1] >= 30.0 and all(p < 30.0 for p in psnrs[:-1])
+    budget = full["records"][3]["file_bytes"] * 8 / 1024 + 0.01
+    by_bpp = compress(image, model, FAST, Stop(bpp=budget)).stats
+    assert by_bpp["bpp"] <= budget and by_bpp["file_bytes"] == full["records"][3]["file_bytes"]
+
+
+@needs_data
+def test_modes_grey_16bit_rgba_odd_size(model):
+    rgb = kodak_crop(21, 19).rgb
+    grey = Image.fromarray(rgb[:, :, 1])
+    out = decompress(compress(from_pil(grey), model, FAST, Stop()).data, model)
+    assert out.image.mode is ImageMode.L and np.array_equal(np.asarray(out.image.to_pil()), np.asarray(grey))
+    deep = (rgb[:, :, 0].astype(np.uint16) * 257 + 100).astype(np.uint16)
+    im16 = Image.fromarray(deep)
+    assert im16.mode.startswith("I;16")
+    out = decompress(compress(from_pil(im16), model, FAST, Stop()).data, model)
+    expect = np.round(deep / 257.0).astype(np.uint8)  # the documented 16 → 8 bit rounding
+    assert np.array_equal(np.asarray(out.image.to_pil()), expect)
+    alpha = np.random.default_rng(0).integers(0, 256, rgb.shape[:2], dtype=np.uint8)
+    rgba = Image.fromarray(np.dstack([rgb, alpha]))
+    data = compress(from_pil(rgba), model, FAST, Stop()).data
+    out = decompress(data, model)
+    assert out.image.mode is ImageMode.RGBA and np.array_equal(np.asarray(out.image.to_pil()), np.asarray(rgba))
+    lossy = decompress(data, model, upto_t=100)  # alpha is exact at every prefix
+    assert lossy.t > 0 and np.array_equal(lossy.image.alpha, alpha)
+
+
+def ks_normal_pvalue(z: np.ndarray) -> float:
+    """Kolmogorov–Smirnov test of z against N(0, 1): asymptotic p-value of the statistic D."""
+    z = np.sort(z)
+    n = z.size
+    cdf = 0.5 * (1 + np.vectorize(math.erf)(z / math.sqrt(2)))
+    d = max(np.max(np.arange(1, n + 1) / n - cdf), np.max(cdf - np.arange(n) / n))
+    lam = (math.sqrt(n) + 0.12 + 0.11 / math.sqrt(n)) * d
+    return float(min(1.0, max(0.0, 2 * sum((-1) ** (j - 1) * math.exp(-2 * j * j * lam * lam) for j in range(1, 101)))))
+
+
+def test_ks_helper_accepts_normals_and_rejects_shifted_ones():
+    rng = np.random.default_rng(0)
+    assert ks_normal_pvalue(rng.standard_normal(5000)) > 0.01
+    assert ks_normal_pvalue(rng.standard_normal(5000) * 1.1) < 1e-3
+    assert ks_normal_pvalue(rng.standard_normal(5000) + 0.1) < 1e-3
+
+
+@needs_data
+def test_decoded_states_follow_q(model):
+    """x_t decoded from the bitstream ~ q(x_t|x_0) = N(√ᾱ_t x_0, 1−ᾱ_t): standardised residuals
+    against N(0, 1) with a Kolmogorov–Smirnov test, on the default candidate count and budget."""
+    config = CodecConfig(groups=40, log2_candidates=12, chunk_bits=5.0)
+    residuals = []
+    schedule = model.schedule_config.build()
+    for i in (4, 5):
+        image = cifar_image(i)
+        out = decompress(compress(image, model, config, Stop(upto_t=300)).data, model)
+        abar = schedule.alphas_cumprod[out.t - 1]
+        x0 = torch.from_numpy(image.rgb.astype(np.float64) / 127.5 - 1).permute(2, 0, 1)
+        residuals.append(((out.x_t[0] - math.sqrt(abar) * x0) / math.sqrt(1 - abar)).flatten().numpy())
+    z = np.concatenate(residuals)
+    assert abs(z.mean()) < 4 / math.sqrt(z.size)
+    assert abs(z.var() - 1) < 4 * math.sqrt(2 / z.size)
+    assert ks_normal_pvalue(z) > 1e-3
+
+
+def test_bad_input_raises_codec_errors(model, tmp_path):
+    with pytest.raises(CodecError, match="not a .ddc"):
+        decompress(b"\x89PNG\r\n\x1a\n" + bytes(40), model)
+    with pytest.raises(CodecError, match="truncated header"):
+        decompress(b"DDC\x01\x00", model)
+
+
+def regenerate() -> None:
+    model = load_model("default")
+    data = compress(cifar_image(0), model, FAST, Stop()).data
+    GOLDEN.write_bytes(data)
+    print(f"wrote {GOLDEN} ({len(data)} bytes)")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--regenerate"]:
+        regenerate()
+    else:
+        print("usage: python tests/test_codec.py --regenerate")

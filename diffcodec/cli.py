@@ -384,7 +384,7 @@ def decode(file, out_path, upto_t, how, steps, frames_dir, model_name, force):
     """Decode a .ddc FILE (or any prefix of it) to a PNG."""
     from tqdm import tqdm
 
-    from .codec import decompress, read_header
+    from .codec import decompress, describe, read_header
     from .files import atomic_write_bytes, check_writable
     from .reconstruct import Reconstruction
 
@@ -394,6 +394,7 @@ def decode(file, out_path, upto_t, how, steps, frames_dir, model_name, force):
         raise DiffcodecError(f"no such file: {path}")
     data = path.read_bytes()
     header = read_header(data)
+    describe(data)  # every record's checksum, before any work
     model = _load_for_file(model_name, header)
     if frames_dir:
         frames = Path(frames_dir)

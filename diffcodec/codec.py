@@ -243,7 +243,9 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
         t_now = plan.t_after_record(r)
         x0_hat = chain.diffusion.x0_from_eps(x, torch.tensor([chain.step_of[t_now]]), eps).clamp(-1, 1)
         psnr = _psnr(_to_uint8(x0_hat, h, w), image.rgb)
-        record_out.append({"record": len(records) - 1, "t": t_now, "file_bytes": sizes[-1], "psnr_mean": psnr})
+        rmse = float(((x0_hat - x0)[..., :h, :w] ** 2).mean().sqrt()) * 127.5
+        record_out.append({"record": len(records) - 1, "t": t_now, "file_bytes": sizes[-1], "psnr_mean": psnr,
+                           "rmse_0_255": rmse})
         stop_here = _should_stop(stop, t_now, psnr, sizes, h * w)
         if stop_here:
             break
@@ -252,7 +254,8 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
         x0_hat = chain.diffusion.x0_from_eps(x, torch.tensor([chain.step_of[t]]), eps).clamp(-1, 1)
         records.append(_lossless_record(image, x0_hat))
         sizes.append(sizes[-1] + len(records[-1]) + _framing(len(records) - 1, records[-1]))
-        record_out.append({"record": len(records) - 1, "t": 0, "file_bytes": sizes[-1], "psnr_mean": math.inf})
+        record_out.append({"record": len(records) - 1, "t": 0, "file_bytes": sizes[-1], "psnr_mean": None,
+                           "rmse_0_255": 0.0})
         done += 1
         if progress:
             progress(done, total_steps)

@@ -4,7 +4,8 @@ A call should carry about ``B`` bits of KL: fewer and the per-call overhead domi
 and the candidate count needed grows as 2**KL.  The encoder knows the step's total KL K; the
 decoder does not.  So the encoder sends a *level* e per step, meaning m(e) = ceil(2**(e/4))
 chunks of near-equal size (chosen as the smallest e with K / m(e) <= B), coded as the change
-from the previous step's level under a fixed heavy-tailed law.  The dimensions are first
+from the previous step's level in the same record (from 0 at a record's start, so records
+decode independently) under a fixed heavy-tailed law.  The dimensions are first
 shuffled by a permutation both sides derive from the shared seed, so each chunk gets a
 random mix of pixels and the chunks carry similar KL.
 """

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import binascii
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 MAGIC = b"DDC"
 VERSION = 1
@@ -19,7 +19,6 @@ VERSION = 1
 # Limits checked before anything is allocated for an image.
 MAX_SIDE = 1 << 16
 MAX_PIXELS = 1 << 26
-MAX_RECORD_BYTES = 1 << 30
 
 
 class FormatError(ValueError):
@@ -70,7 +69,7 @@ def write_varint(value: int) -> bytes:
 
 
 def read_varint(data: bytes, pos: int, what: str) -> tuple[int, int]:
-    """(value, next position); at most 10 bytes (64 bits)."""
+    """(value, next position); canonical (shortest) encodings of values below 2**64 only."""
     value = 0
     for i in range(10):
         if pos + i >= len(data):
@@ -78,6 +77,8 @@ def read_varint(data: bytes, pos: int, what: str) -> tuple[int, int]:
         byte = data[pos + i]
         value |= (byte & 0x7F) << (7 * i)
         if not byte & 0x80:
+            if (i and byte == 0) or value >= 1 << 64:
+                raise FormatError(f"{what} is not a valid varint")
             return value, pos + i + 1
     raise FormatError(f"{what} is not a valid varint")
 
@@ -99,6 +100,7 @@ class Header:
     log2_candidates: int = 12  # candidates per channel-simulation call: 2**log2_candidates
     chunk_quarter_bits: int = 20  # KL budget per call, in units of 1/4 bit
     seed: int = 0  # key of the shared randomness
+    body_bytes: int = 0  # bytes of all records after the header (set by ``pack``)
 
     def __post_init__(self):
         object.__setattr__(self, "mode", ImageMode(self.mode))
@@ -117,14 +119,18 @@ class Header:
             raise FormatError(f"t_stop {self.t_stop} outside 1..99")
         if not 1 <= self.groups <= 255:
             raise FormatError(f"groups {self.groups} outside 1..255")
-        if not 0 <= self.log2_candidates <= 24:
-            raise FormatError(f"log2_candidates {self.log2_candidates} outside 0..24")
+        if not 0 <= self.log2_candidates <= 20:
+            raise FormatError(f"log2_candidates {self.log2_candidates} outside 0..20")
         if not 1 <= self.chunk_quarter_bits <= 255:
             raise FormatError(f"chunk budget {self.chunk_quarter_bits}/4 bits outside 1/4..255/4")
         if not 0 <= self.seed < 1 << 64:
             raise FormatError("seed must fit in 64 bits")
         if self.tile < 0 or self.tile > MAX_SIDE:
             raise FormatError(f"tile {self.tile} outside 0..{MAX_SIDE}")
+        if not 0 <= self.schedule_id <= 255:
+            raise FormatError(f"schedule id {self.schedule_id} outside 0..255")
+        if not 0 <= self.body_bytes < 1 << 62:
+            raise FormatError(f"body length {self.body_bytes} out of range")
 
     @property
     def chunk_bits(self) -> float:
@@ -138,7 +144,7 @@ class Header:
             write_varint(self.width), write_varint(self.height),
             bytes([flags0, flags1, self.schedule_id, self.t_stop, self.groups, self.log2_candidates,
                    self.chunk_quarter_bits]),
-            write_varint(self.tile), write_varint(self.seed),
+            write_varint(self.tile), write_varint(self.seed), write_varint(self.body_bytes),
         ])
         return body + crc16(body).to_bytes(2, "little")
 
@@ -161,6 +167,7 @@ class Header:
             pos += 7
             tile, pos = read_varint(data, pos, "the tile size")
             seed, pos = read_varint(data, pos, "the seed")
+            body_bytes, pos = read_varint(data, pos, "the body length")
             if pos + 2 > len(data):
                 raise EOFError("file ends inside the header")
         except EOFError as e:
@@ -172,53 +179,60 @@ class Header:
         if len(model_hash) != 4:
             raise FormatError("truncated header")
         header = cls(model_hash, width, height, ImageMode(flags0), VarianceChoice(flags1 & 1),
-                     RecordLayout(flags1 >> 1 & 1), schedule_id, t_stop, groups, tile, log2_candidates, quarter, seed)
+                     RecordLayout(flags1 >> 1 & 1), schedule_id, t_stop, groups, tile, log2_candidates, quarter, seed,
+                     body_bytes)
         return header, pos + 2
 
 
 def pack_record(index: int, payload: bytes) -> bytes:
-    """Length (varint), payload, CRC-16 over (record index as varint + payload)."""
-    crc = crc16(write_varint(index) + payload)
-    return write_varint(len(payload)) + payload + crc.to_bytes(2, "little")
+    """Length (varint), payload, CRC-16 over (record index as varint + length varint + payload)."""
+    length = write_varint(len(payload))
+    crc = crc16(write_varint(index) + length + payload)
+    return length + payload + crc.to_bytes(2, "little")
 
 
 def pack(header: Header, records: list[bytes]) -> bytes:
-    return header.to_bytes() + b"".join(pack_record(i, r) for i, r in enumerate(records))
+    """Header (with ``body_bytes`` set to the records' total) followed by the framed records."""
+    body = b"".join(pack_record(i, r) for i, r in enumerate(records))
+    return replace(header, body_bytes=len(body)).to_bytes() + body
 
 
 @dataclass
 class Unpacked:
     header: Header
     records: list[bytes]
-    truncated: bool  # bytes after the last complete record that do not form a record
+    truncated: bool  # the file is shorter than its header declares (a prefix of a file)
     header_bytes: int
-    record_bytes: list[int]  # framed size of each record (length + payload + CRC)
+    record_bytes: list[int]  # framed size of each complete record (length + payload + CRC)
 
 
 def unpack(data: bytes) -> Unpacked:
-    """Parse a file; a truncated final record is dropped and reported, a corrupt one raises."""
+    """Parse a file or a prefix of one: complete records are returned, a record cut by the end
+    of the data is dropped and reported as truncation, a corrupt one raises ``FormatError``."""
     data = bytes(data)
     header, pos = Header.from_bytes(data)
+    header_bytes = pos
+    end = header_bytes + header.body_bytes
+    if len(data) > end:
+        raise FormatError(f"{len(data) - end} unexpected bytes after the last record")
+    truncated = len(data) < end
     records, sizes = [], []
-    truncated = False
     while pos < len(data):
         index = len(records)
         start = pos
         try:
             length, pos = read_varint(data, pos, f"the length of record {index}")
         except EOFError:
-            truncated = True
             break
-        if length > MAX_RECORD_BYTES:
-            raise FormatError(f"record {index} claims {length} bytes (corrupt length)")
+        if pos + length + 2 > end:
+            raise FormatError(f"record {index} is corrupt (its length runs past the end of the file)")
         if pos + length + 2 > len(data):
-            truncated = True
             break
         payload = data[pos:pos + length]
         crc = int.from_bytes(data[pos + length:pos + length + 2], "little")
-        if crc != crc16(write_varint(index) + payload):
+        if crc != crc16(write_varint(index) + data[start:pos] + payload):
             raise FormatError(f"record {index} is corrupt (checksum mismatch at byte {start})")
         records.append(payload)
         pos += length + 2
         sizes.append(pos - start)
-    return Unpacked(header, records, truncated, header.to_bytes().__len__(), sizes)
+    return Unpacked(header, records, truncated, header_bytes, sizes)

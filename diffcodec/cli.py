@@ -403,9 +403,9 @@ def decode(file, out_path, upto_t, how, steps, frames_dir, model_name, force):
     with tqdm(desc="decode", unit="step", dynamic_ncols=True) as bar:
         out = decompress(data, model, upto_t, Reconstruction(how), steps=steps, frames=bool(frames_dir),
                          progress=lambda: bar.update(1))
-    if out.truncated:
-        click.echo(f"warning: {path} is truncated inside record {out.records_used}; "
-                   f"decoded the complete prefix (t = {out.t})", err=True)
+    if out.truncated and out.records_used == out.records_available:
+        click.echo(f"warning: {path} is truncated; decoded its {out.records_used} complete records "
+                   f"(t = {out.t})", err=True)
     if out.exact is False:
         click.echo("warning: the lossless record decoded, but the pixels differ from the encoder's "
                    "(network outputs differ between machines); a few pixels may be off by one", err=True)

@@ -33,7 +33,7 @@ from bitstream import chunks as chunking
 from bitstream import residual
 from bitstream.channel import IndexModel, reconstruct as channel_reconstruct, simulate
 from bitstream.container import (
-    FormatError, Header, ImageMode, RecordLayout, VarianceChoice, crc16, pack, unpack, write_varint,
+    FormatError, Header, ImageMode, RecordLayout, VarianceChoice, crc16, pack, unpack,
 )
 from bitstream.noise import SharedNoise
 
@@ -208,7 +208,7 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
     records: list[bytes] = []
     if image.mode is ImageMode.RGBA:
         records.append(zlib.compress(image.alpha.tobytes(), 9))
-    sizes = [len(pack(header, records))]
+    sizes = [len(pack(header, records))]  # file bytes after each record
     steps_out, record_out = [], []
     x = chain.x_T()
     eps = chain.eps(x, plan.boundaries[0])
@@ -239,7 +239,7 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
             if progress:
                 progress(done, total_steps)
         records.append(enc.finish())
-        sizes.append(sizes[-1] + len(records[-1]) + _framing(len(records) - 1, records[-1]))
+        sizes.append(len(pack(header, records)))
         t_now = plan.t_after_record(r)
         x0_hat = chain.diffusion.x0_from_eps(x, torch.tensor([chain.step_of[t_now]]), eps).clamp(-1, 1)
         psnr = _psnr(_to_uint8(x0_hat, h, w), image.rgb)
@@ -253,14 +253,15 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
         t = plan.t_stop
         x0_hat = chain.diffusion.x0_from_eps(x, torch.tensor([chain.step_of[t]]), eps).clamp(-1, 1)
         records.append(_lossless_record(image, x0_hat))
-        sizes.append(sizes[-1] + len(records[-1]) + _framing(len(records) - 1, records[-1]))
+        sizes.append(len(pack(header, records)))
         record_out.append({"record": len(records) - 1, "t": 0, "file_bytes": sizes[-1], "psnr_mean": None,
                            "rmse_0_255": 0.0})
         done += 1
         if progress:
             progress(done, total_steps)
-    if stop.bpp is not None:  # drop records past the budget, keeping at least one
-        while len(records) > 1 and len(pack(header, records)) * 8 > stop.bpp * h * w:
+    keep = 2 if image.mode is ImageMode.RGBA else 1  # alpha alone is no image
+    if stop.bpp is not None:  # drop records past the budget, keeping at least one channel record
+        while len(records) > keep and len(pack(header, records)) * 8 > stop.bpp * h * w:
             records.pop()
             record_out.pop()
     data = pack(header, records)
@@ -270,11 +271,6 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
                         "chunk_bits": header.chunk_bits, "variance": header.variance.name.lower(),
                         "layout": header.layout.name.lower(), "seed": header.seed}}
     return Encoded(data, stats)
-
-
-def _framing(index: int, payload: bytes) -> int:
-    """Bytes the container adds around a record: its length varint and its CRC."""
-    return len(write_varint(len(payload))) + 2
 
 
 def _should_stop(stop: Stop, t_now: int, psnr: float, sizes: list[int], pixels: int) -> bool:
@@ -330,9 +326,9 @@ class _RecordReader:
         except (AssertionError, ValueError, KeyError) as e:
             raise CodecError(f"record {self.record} does not decode ({e})") from None
 
-    def level(self, lm: chunking.LevelModel) -> int:
+    def level(self, lm: chunking.LevelModel, dims: int) -> int:
         level = self._prev_level + lm.delta(self._decode(lm.model))
-        if not 0 <= level <= chunking.MAX_LEVEL:
+        if not 0 <= level <= chunking.MAX_LEVEL or chunking.chunk_count(level) > dims:
             raise CodecError(f"record {self.record} does not decode (level {level} out of range)")
         self._prev_level = level
         return level
@@ -353,6 +349,7 @@ class Decoded:
     exact: bool | None  # lossless record: pixels match the encoder's CRC (None if not decoded)
     frames: list = field(default_factory=list)  # (t, CodecImage) at each record, if asked
     x_t: torch.Tensor | None = None  # the chain state at t (padded size, [−1, 1] scale), t > 0
+    records_available: int = 0  # complete records in the data
 
 
 def read_header(data: bytes) -> Header:
@@ -421,7 +418,7 @@ def decompress(data: bytes, model: Model, upto_t: int | None = None,
         reader = _RecordReader(payload, r + offset)
         for step, t, s in channel_records[r]:
             _, p_mean, p_std = chain.prior(x, t, eps)
-            level = reader.level(chain.level_model)
+            level = reader.level(chain.level_model, chain.dims)
             x_s = np.empty(chain.dims)
             for j, idx in enumerate(chain.parts(step, level)):
                 n = reader.index(chain.index_model)
@@ -435,7 +432,8 @@ def decompress(data: bytes, model: Model, upto_t: int | None = None,
         if frames:
             out_frames.append((t_now, show(x, t_now, eps)))
         if upto_t is not None and t_now <= upto_t and upto_t > 0:
-            return Decoded(show(x, t_now, eps), t_now, used + offset, unpacked.truncated, None, out_frames, x)
+            return Decoded(show(x, t_now, eps), t_now, used + offset, unpacked.truncated, None, out_frames, x,
+                           len(unpacked.records))
     if len(records) == len(channel_records) + 1:
         payload = records[-1]
         if len(payload) < 3:
@@ -455,8 +453,10 @@ def decompress(data: bytes, model: Model, upto_t: int | None = None,
         exact = crc16(rgb.tobytes()) == check
         if frames:
             out_frames.append((0, image))
-        return Decoded(image, 0, len(records) + offset, unpacked.truncated, exact, out_frames)
-    return Decoded(show(x, t_now, eps), t_now, used + offset, unpacked.truncated, None, out_frames, x)
+        return Decoded(image, 0, len(records) + offset, unpacked.truncated, exact, out_frames,
+                       records_available=len(unpacked.records))
+    return Decoded(show(x, t_now, eps), t_now, used + offset, unpacked.truncated, None, out_frames, x,
+                           len(unpacked.records))
 
 
 def _image(rgb: np.ndarray, mode: ImageMode, alpha) -> CodecImage:

@@ -33,6 +33,11 @@ class CodecImage:
             raise ValueError(f"expected uint8 (H, W, 3), got {self.rgb.dtype} {self.rgb.shape}")
         if self.alpha is not None and self.alpha.shape != self.rgb.shape[:2]:
             raise ValueError("alpha must match the image size")
+        if (self.alpha is None) == (self.mode is ImageMode.RGBA):
+            raise ValueError("alpha is given exactly for RGBA images")
+        if self.mode is ImageMode.L and not (np.array_equal(self.rgb[..., 0], self.rgb[..., 1])
+                                             and np.array_equal(self.rgb[..., 0], self.rgb[..., 2])):
+            raise ValueError("a grayscale image must have three equal channels")
 
     @property
     def height(self) -> int:

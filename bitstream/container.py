@@ -223,7 +223,9 @@ def unpack(data: bytes) -> Unpacked:
         try:
             length, pos = read_varint(data, pos, f"the length of record {index}")
         except EOFError:
-            break
+            if truncated:
+                break
+            raise FormatError(f"record {index} is corrupt (its length runs past the end of the file)") from None
         if pos + length + 2 > end:
             raise FormatError(f"record {index} is corrupt (its length runs past the end of the file)")
         if pos + length + 2 > len(data):

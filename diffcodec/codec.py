@@ -204,7 +204,6 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
     padded = _pad(image.rgb, model.unet_config.downsampling_factor)
     chain = _Chain(model, header, plan, padded.shape[:2])
     x0 = _to_model(padded)
-    head = header.to_bytes()
     records: list[bytes] = []
     if image.mode is ImageMode.RGBA:
         records.append(zlib.compress(image.alpha.tobytes(), 9))
@@ -265,7 +264,7 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
             records.pop()
             record_out.pop()
     data = pack(header, records)
-    stats = {"header_bytes": len(head), "file_bytes": len(data), "pixels": h * w, "dims": 3 * h * w,
+    stats = {"header_bytes": unpack(data).header_bytes, "file_bytes": len(data), "pixels": h * w, "dims": 3 * h * w,
              "bpp": len(data) * 8 / (h * w), "steps": steps_out, "records": record_out,
              "config": {"t_stop": header.t_stop, "groups": header.groups, "log2_candidates": header.log2_candidates,
                         "chunk_bits": header.chunk_bits, "variance": header.variance.name.lower(),

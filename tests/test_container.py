@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from bitstream.container import (
     MAGIC,
     MAX_PIXELS,
-    MAX_RECORD_BYTES,
     MAX_SIDE,
     VERSION,
     FormatError,
@@ -24,11 +25,11 @@ from bitstream.container import (
 )
 
 HASH = b"\x01\x02\x03\x04"
-RECORDS = [b"", b"x", bytes(range(200)), b"hello"]  # framed sizes 3, 4, 204, 8
+RECORDS = [b"", b"x", bytes(range(200)), b"hello"]  # framed sizes 3, 4, 204, 8 (219 bytes)
 
 
 def full_header() -> Header:
-    """A header with every field away from its default."""
+    """A header with every field away from its default (except body_bytes, which pack sets)."""
     return Header(
         model_hash=HASH, width=300, height=200, mode=ImageMode.RGBA, variance=VarianceChoice.BETA,
         layout=RecordLayout.EVERY_STEP, schedule_id=1, t_stop=7, groups=33, tile=256,
@@ -36,22 +37,35 @@ def full_header() -> Header:
     )
 
 
+def _varint(value) -> bytes:
+    """A varint field: an int is encoded canonically, bytes are used as they are."""
+    return value if isinstance(value, bytes) else write_varint(value)
+
+
 def raw_header(width=1, height=1, flags0=0, flags1=0, schedule_id=0, t_stop=10, groups=40,
-               log2_candidates=12, quarter=20, tile=0, seed=0, version=VERSION, magic=MAGIC) -> bytes:
-    """A header built by hand (bypassing Header's validation), with a correct CRC."""
+               log2_candidates=12, quarter=20, tile=0, seed=0, body_bytes=0, version=VERSION,
+               magic=MAGIC) -> bytes:
+    """A header built by hand (bypassing Header's validation), with a correct CRC.  The varint
+    fields take an int or the raw bytes to write (to build non-canonical encodings)."""
     body = b"".join([
-        magic, bytes([version]), HASH, write_varint(width), write_varint(height),
+        magic, bytes([version]), HASH, _varint(width), _varint(height),
         bytes([flags0, flags1, schedule_id, t_stop, groups, log2_candidates, quarter]),
-        write_varint(tile), write_varint(seed),
+        _varint(tile), _varint(seed), _varint(body_bytes),
     ])
     return body + crc16(body).to_bytes(2, "little")
 
 
+def framed(header: Header, body: bytes) -> bytes:
+    """A file made of hand-framed record bytes, under a header that declares their length."""
+    return replace(header, body_bytes=len(body)).to_bytes() + body
+
+
 def record_starts(header: Header, records: list[bytes]) -> list[int]:
-    """Offsets of each record's first byte, plus the file length at the end."""
-    pos = [len(header.to_bytes())]
-    for i, r in enumerate(records):
-        pos.append(pos[-1] + len(pack_record(i, r)))
+    """Offsets of each record's first byte in ``pack(header, records)``, plus the file length."""
+    body = [len(pack_record(i, r)) for i, r in enumerate(records)]
+    pos = [len(replace(header, body_bytes=sum(body)).to_bytes())]
+    for n in body:
+        pos.append(pos[-1] + n)
     return pos
 
 
@@ -93,6 +107,38 @@ def test_varint_errors():
         read_varint(b"\x80" * 11, 0, "the length")
 
 
+@pytest.mark.parametrize("encoded", [
+    b"\x80\x00",  # 0 in two bytes
+    b"\x81\x00",  # 1 in two bytes
+    b"\xff\x00",  # 127 in two bytes
+    b"\xac\x82\x00",  # 300 in three bytes
+    b"\x80" * 9 + b"\x00",  # 0 in ten bytes
+    b"\xff" * 9 + b"\x00",  # 2**63 - 1 in ten bytes
+])
+def test_varint_non_canonical_refused(encoded):
+    with pytest.raises(FormatError, match="the seed is not a valid varint"):
+        read_varint(encoded, 0, "the seed")
+    with pytest.raises(FormatError, match="not a valid varint"):
+        read_varint(b"\x05" + encoded + b"\x00", 1, "x")
+
+
+@pytest.mark.parametrize("encoded", [
+    b"\x80" * 9 + b"\x02",  # 2**64
+    b"\xff" * 9 + b"\x03",  # 2**65 - 1
+    b"\xff" * 9 + b"\x7f",  # the largest 10-byte value, 2**70 - 1
+])
+def test_varint_of_65_bits_or_more_refused(encoded):
+    with pytest.raises(FormatError, match="the seed is not a valid varint"):
+        read_varint(encoded, 0, "the seed")
+
+
+def test_varint_canonical_edge_values_accepted():
+    # a final byte of 0 is fine on its own, and the largest 64-bit value is fine
+    assert read_varint(b"\x00", 0, "v") == (0, 1)
+    assert read_varint(b"\x80\x01", 0, "v") == (128, 2)
+    assert read_varint(b"\xff" * 9 + b"\x01", 0, "v") == (2**64 - 1, 10)
+
+
 def test_crc16_ccitt_false_check_value():
     assert crc16(b"123456789") == 0x29B1
     assert crc16(b"") == 0xFFFF
@@ -104,7 +150,7 @@ def test_crc16_ccitt_false_check_value():
 
 
 def test_header_round_trip_non_default_fields():
-    h = full_header()
+    h = replace(full_header(), body_bytes=123456)
     data = h.to_bytes()
     back, pos = Header.from_bytes(data + b"trailing")
     assert back == h
@@ -113,6 +159,7 @@ def test_header_round_trip_non_default_fields():
     assert back.variance is VarianceChoice.BETA
     assert back.layout is RecordLayout.EVERY_STEP
     assert back.seed == 2**64 - 1 and back.tile == 256
+    assert back.body_bytes == 123456
     assert back.chunk_bits == 17 / 4
 
 
@@ -120,36 +167,66 @@ def test_header_round_trip_non_default_fields():
 @pytest.mark.parametrize("variance", list(VarianceChoice))
 @pytest.mark.parametrize("layout", list(RecordLayout))
 def test_header_round_trip_all_flag_combinations(mode, variance, layout):
-    h = Header(HASH, MAX_SIDE, MAX_PIXELS // MAX_SIDE, mode, variance, layout, tile=MAX_SIDE, seed=12345)
+    h = Header(HASH, MAX_SIDE, MAX_PIXELS // MAX_SIDE, mode, variance, layout, tile=MAX_SIDE, seed=12345,
+               body_bytes=2**62 - 1)
     assert Header.from_bytes(h.to_bytes()) == (h, len(h.to_bytes()))
+
+
+def test_header_body_bytes_defaults_to_zero():
+    assert Header(HASH, 1, 1).body_bytes == 0
+    assert full_header().body_bytes == 0
 
 
 def test_header_golden_bytes():
     # Pinned: any change here changes the file format.
     expected = bytes.fromhex(
         "444443" "01" "01020304" "ac02" "c801" "02" "03" "01" "07" "21" "0a" "11" "8002"
-        "ffffffffffffffffff01" "dd28"
+        "ffffffffffffffffff01" "00" "6a78"
     )
     assert full_header().to_bytes() == expected
     assert Header.from_bytes(expected)[0] == full_header()
     # default fields, 1x1 image
-    assert Header(b"abcd", 1, 1).to_bytes() == bytes.fromhex("444443016162636401010000000a280c1400004864")
+    assert Header(b"abcd", 1, 1).to_bytes() == bytes.fromhex("444443 01 61626364 01 01 00 00 00 0a 28 0c 14 00 00 00 2264")
+    # the largest body length, as a 9-byte varint
+    assert Header(HASH, 1, 1, body_bytes=2**62 - 1).to_bytes() == bytes.fromhex(
+        "444443 01 01020304 01 01 00 00 00 0a 28 0c 14 00 00 ffffffffffffffff3f 95e6")
+
+
+def test_pack_golden_bytes():
+    # Pinned: a whole small file, header (body_bytes = 7) and two records.
+    data = pack(Header(b"abcd", 1, 1), [b"", b"x"])
+    assert data == bytes.fromhex(
+        "444443 01 61626364 01 01 00 00 00 0a 28 0c 14 00 00 07 c514"  # header, body_bytes 7
+        "00 0f1d"  # record 0: length 0, CRC of 00 00
+        "01 78 0237"  # record 1: length 1, "x", CRC of 01 01 78
+    )
+    assert crc16(b"\x00\x00") == 0x1D0F and crc16(b"\x01\x01x") == 0x3702
 
 
 def test_format_md_examples():
     # the worked examples in bitstream/FORMAT.md (§3, §4.1)
     assert Header(bytes(4), 32, 32).to_bytes() == bytes.fromhex(
-        "444443 01 00000000 20 20 00 00 00 0a 28 0c 14 00 00 491f")
+        "444443 01 00000000 20 20 00 00 00 0a 28 0c 14 00 00 00 deaa")
     h = Header(bytes.fromhex("a1b2c3d4"), 300, 200, ImageMode.RGBA, VarianceChoice.BETA,
                RecordLayout.EVERY_STEP, seed=1234567)
     assert h.to_bytes() == bytes.fromhex(
-        "44444301a1b2c3d4 ac02 c801 02 03 000a280c14 00 87ad4b 12a0")
-    assert pack_record(0, b"\x01\x02") == bytes.fromhex("02 0102 efdf")
+        "44444301a1b2c3d4 ac02 c801 02 03 000a280c14 00 87ad4b 00 eaa7")
+    assert pack_record(0, b"\x01\x02") == bytes.fromhex("02 0102 d3f9")
+    assert crc16(bytes.fromhex("00 02 0102")) == 0xF9D3
+    assert pack(Header(bytes(4), 32, 32), [b"\x01\x02"]) == bytes.fromhex(
+        "444443 01 00000000 20 20 00 00 00 0a 28 0c 14 00 00 05 7bfa" "02 0102 d3f9")
+
+
+def test_header_size_range():
+    # FORMAT.md §3: 22 to 44 bytes
+    assert len(Header(HASH, 1, 1).to_bytes()) == 22
+    largest = Header(HASH, MAX_SIDE, MAX_PIXELS // MAX_SIDE, tile=MAX_SIDE, seed=2**64 - 1, body_bytes=2**62 - 1)
+    assert len(largest.to_bytes()) == 44
 
 
 def test_flipping_any_header_byte_is_refused():
     data = pack(full_header(), [b"abc"])
-    n = len(full_header().to_bytes())
+    n = unpack(data).header_bytes
     for k in range(n):
         for mask in (0x01, 0x80, 0xFF):
             bad = bytearray(data)
@@ -185,6 +262,7 @@ def test_raw_header_helper_matches_header():
     # guards the hand-made headers used below
     h = Header(HASH, 1, 1)
     assert raw_header() == h.to_bytes()
+    assert raw_header(body_bytes=300) == replace(h, body_bytes=300).to_bytes()
     assert Header.from_bytes(raw_header(width=300, height=200, flags0=2, flags1=3))[0] == Header(
         HASH, 300, 200, ImageMode.RGBA, VarianceChoice.BETA, RecordLayout.EVERY_STEP)
 
@@ -201,17 +279,38 @@ def test_raw_header_helper_matches_header():
     (dict(t_stop=0), "t_stop"),
     (dict(t_stop=100), "t_stop"),
     (dict(groups=0), "groups"),
-    (dict(log2_candidates=25), "log2_candidates"),
+    (dict(log2_candidates=21), "log2_candidates 21 outside 0..20"),
+    (dict(log2_candidates=255), "log2_candidates"),
     (dict(quarter=0), "chunk budget"),
     (dict(tile=MAX_SIDE + 1), "tile"),
     (dict(tile=2**60), "tile"),
-    (dict(seed=2**64), "seed"),  # a 10-byte varint can hold more than 64 bits
+    (dict(seed=2**64), "the seed is not a valid varint"),  # a 10-byte varint can hold more than 64 bits
+    (dict(seed=2**70 - 1), "the seed is not a valid varint"),
+    (dict(body_bytes=2**62), "body length"),
+    (dict(body_bytes=2**64 - 1), "body length"),
+    (dict(body_bytes=2**64), "the body length is not a valid varint"),
 ])
 def test_absurd_header_fields_refused(fields, message):
     data = raw_header(**fields) + pack_record(0, b"payload")
     with pytest.raises(FormatError, match=message):
         Header.from_bytes(data)
     with pytest.raises(FormatError, match=message):
+        unpack(data)
+
+
+@pytest.mark.parametrize("field, encoded, what", [
+    ("width", b"\x81\x00", "the width"),
+    ("height", b"\xa0\x80\x00", "the height"),
+    ("tile", b"\x80\x00", "the tile size"),
+    ("seed", b"\x80" * 9 + b"\x00", "the seed"),
+    ("body_bytes", b"\x87\x00", "the body length"),
+])
+def test_non_canonical_header_varints_refused(field, encoded, what):
+    # the CRC is right, but every value has exactly one encoding
+    data = raw_header(**{field: encoded})
+    with pytest.raises(FormatError, match=f"{what} is not a valid varint"):
+        Header.from_bytes(data)
+    with pytest.raises(FormatError, match=f"{what} is not a valid varint"):
         unpack(data)
 
 
@@ -224,8 +323,20 @@ def test_header_constructor_validates():
         Header(b"abc", 1, 1)
     with pytest.raises(ValueError):
         Header(HASH, 1, 1, mode=7)
-    # the largest allowed image is accepted
+    with pytest.raises(FormatError, match="log2_candidates 21 outside 0..20"):
+        Header(HASH, 1, 1, log2_candidates=21)
+    with pytest.raises(FormatError, match="schedule id 256 outside 0..255"):
+        Header(HASH, 1, 1, schedule_id=256)
+    with pytest.raises(FormatError, match="schedule id"):
+        Header(HASH, 1, 1, schedule_id=-1)
+    with pytest.raises(FormatError, match="body length"):
+        Header(HASH, 1, 1, body_bytes=-1)
+    with pytest.raises(FormatError, match="body length"):
+        Header(HASH, 1, 1, body_bytes=2**62)
+    # the limits themselves are accepted
     Header(HASH, MAX_SIDE, MAX_PIXELS // MAX_SIDE)
+    Header(HASH, 1, 1, log2_candidates=20, schedule_id=255, body_bytes=2**62 - 1)
+    Header(HASH, 1, 1, log2_candidates=0)
 
 
 # --------------------------------------------------------------------------- records
@@ -235,26 +346,66 @@ def test_pack_unpack_round_trip():
     h = full_header()
     data = pack(h, RECORDS)
     u = unpack(data)
-    assert u.header == h
+    assert u.header == replace(h, body_bytes=219)
     assert u.records == RECORDS
     assert u.truncated is False
-    assert u.header_bytes == len(h.to_bytes())
+    assert u.header_bytes == len(replace(h, body_bytes=219).to_bytes()) == 35
     assert u.record_bytes == [3, 4, 204, 8]
     assert u.header_bytes + sum(u.record_bytes) == len(data)
 
 
+def test_pack_sets_body_bytes():
+    h = full_header()
+    for records in ([], [b""], RECORDS, [bytes(200)] * 100):
+        data = pack(h, records)
+        u = unpack(data)
+        assert u.header.body_bytes == len(data) - u.header_bytes
+        assert u.header_bytes == len(replace(h, body_bytes=u.header.body_bytes).to_bytes())
+        assert u.records == records and u.truncated is False
+    # the body_bytes a header is given is ignored
+    assert pack(replace(h, body_bytes=999), RECORDS) == pack(h, RECORDS)
+    # header_bytes is the parsed header's length: a longer body needs a longer varint
+    assert unpack(pack(h, [])).header_bytes == 34
+    assert unpack(pack(h, [bytes(200)] * 100)).header_bytes == 36  # body 20400 bytes, 3-byte varint
+
+
 def test_header_only_file():
-    u = unpack(full_header().to_bytes())
+    u = unpack(pack(full_header(), []))
     assert u.records == [] and u.truncated is False and u.record_bytes == []
+    assert unpack(full_header().to_bytes()) == u
 
 
 def test_pack_record_layout():
-    # length varint, payload, CRC-16 over (index varint + payload), little endian
+    # length varint, payload, CRC-16 over (index varint + length varint + payload), little endian
     rec = pack_record(5, b"abc")
     assert rec[:1] == b"\x03" and rec[1:4] == b"abc"
-    assert int.from_bytes(rec[4:], "little") == crc16(b"\x05abc")
+    assert int.from_bytes(rec[4:], "little") == crc16(b"\x05\x03abc")
     long = pack_record(0, bytes(300))
     assert long[:2] == b"\xac\x02" and len(long) == 2 + 300 + 2
+    assert int.from_bytes(long[-2:], "little") == crc16(b"\x00\xac\x02" + bytes(300))
+    big_index = pack_record(300, b"z")
+    assert int.from_bytes(big_index[-2:], "little") == crc16(b"\xac\x02\x01z")
+
+
+def test_trailing_bytes_refused():
+    h = full_header()
+    data = pack(h, RECORDS)
+    with pytest.raises(FormatError, match="1 unexpected bytes after the last record"):
+        unpack(data + b"\x00")
+    with pytest.raises(FormatError, match="3 unexpected bytes after the last record"):
+        unpack(data + b"abc")
+    # a well-formed extra record is refused too: the header declares where the file ends
+    with pytest.raises(FormatError, match="8 unexpected bytes after the last record"):
+        unpack(data + pack_record(len(RECORDS), b"more!"))
+    # so are two files concatenated
+    with pytest.raises(FormatError, match=f"{len(data)} unexpected bytes"):
+        unpack(data + data)
+    with pytest.raises(FormatError, match="1 unexpected bytes"):
+        unpack(pack(h, []) + b"\x00")
+    # a file whose header declares fewer bytes than it has
+    short = replace(h, body_bytes=3).to_bytes() + b"".join(pack_record(i, r) for i, r in enumerate(RECORDS))
+    with pytest.raises(FormatError, match="216 unexpected bytes"):
+        unpack(short)
 
 
 def test_truncation_at_every_byte():
@@ -270,10 +421,46 @@ def test_truncation_at_every_byte():
             continue
         u = unpack(cut)
         complete = sum(1 for end in starts[1:] if end <= k)
-        assert u.header == h
+        assert u.header == replace(h, body_bytes=len(data) - starts[0])
+        assert u.header_bytes == starts[0]
         assert u.records == RECORDS[:complete], k
-        assert u.truncated is (k not in starts), k
+        # any prefix shorter than the declared length is truncated, even one ending between records
+        assert u.truncated is (k < len(data)), k
         assert u.record_bytes == [starts[i + 1] - starts[i] for i in range(complete)]
+
+
+def test_truncation_inside_a_multi_byte_length():
+    # a prefix that ends inside a record's length varint drops that record
+    records = [b"ok", bytes(300)]
+    data = pack(Header(HASH, 1, 1), records)
+    starts = record_starts(Header(HASH, 1, 1), records)
+    u = unpack(data[:starts[1] + 1])  # the first byte of 0xac 0x02
+    assert u.records == [b"ok"] and u.truncated is True
+
+
+def test_flipping_any_byte_is_refused():
+    # Every byte of a file is covered by a CRC (the header's, or its record's, which covers the
+    # length too) and the header declares where the file ends, so no single-byte change passes.
+    h = full_header()
+    data = pack(h, RECORDS)
+    assert len(data) == 254
+    for k in range(len(data)):
+        for mask in (1, 2, 4, 8, 16, 32, 64, 128, 0xFF):
+            bad = bytearray(data)
+            bad[k] ^= mask
+            with pytest.raises(FormatError):
+                unpack(bytes(bad))
+
+
+def test_flipping_any_byte_of_a_tiny_file_any_way_is_refused():
+    # every one of the 255 changes of every byte
+    data = pack(Header(b"abcd", 1, 1), [b"", b"x", b"yz"])
+    for k in range(len(data)):
+        for mask in range(1, 256):
+            bad = bytearray(data)
+            bad[k] ^= mask
+            with pytest.raises(FormatError):
+                unpack(bytes(bad))
 
 
 def test_flipping_a_payload_or_crc_byte_names_the_record():
@@ -290,66 +477,101 @@ def test_flipping_a_payload_or_crc_byte_names_the_record():
                     unpack(bytes(bad))
 
 
-def test_flipping_a_length_byte_is_an_error_or_reads_as_truncation():
-    # The length prefix is not covered by the CRC.  A corrupted length either makes the CRC
-    # check fail for that record, or points past the end of the file, which the container
-    # cannot tell from a truncated file: the complete records before it are returned.
+def test_flipping_a_length_byte_is_an_error_naming_the_record():
+    # The length is covered by the CRC, and the header declares where the file ends: a corrupted
+    # length fails its record's check, runs past the end, or is not a valid varint.  It never
+    # reads as truncation.
     h = full_header()
     data = pack(h, RECORDS)
     starts = record_starts(h, RECORDS)
-    seen_truncated = 0
+    kinds = set()
     for i, rec in enumerate(RECORDS):
         for k in range(starts[i], starts[i] + len(write_varint(len(rec)))):
-            for mask in (0x01, 0x80, 0xFF):
+            for mask in range(1, 256):
                 bad = bytearray(data)
                 bad[k] ^= mask
-                try:
-                    u = unpack(bytes(bad))
-                except FormatError as e:
-                    assert f"record {i} " in str(e)
-                else:
-                    seen_truncated += 1
-                    assert u.truncated is True
-                    assert u.records == RECORDS[:i]
-    # e.g. record 0's length 0x00 -> 0xFF starts a varint that reaches past the end
-    assert seen_truncated > 0
+                with pytest.raises(FormatError, match=f"record {i} is corrupt|the length of record {i} ") as e:
+                    unpack(bytes(bad))
+                kinds.add(next(kind for kind in ("checksum mismatch", "runs past the end", "not a valid varint")
+                               if kind in str(e.value)))
+    # e.g. record 0's length 0x00 -> 0xFF starts a varint that reaches past the end, 0x00 -> 0x01
+    # leaves the frame inside the file with a wrong CRC, and record 2's length c8 01 -> c8 00
+    # is a non-canonical varint
+    assert kinds == {"checksum mismatch", "runs past the end", "not a valid varint"}
 
 
-def test_huge_record_length():
-    head = full_header().to_bytes()
+def test_length_running_past_the_declared_end():
+    h = Header(HASH, 1, 1)
     first = pack_record(0, b"ok")
-    # over the limit: refused as corrupt, naming the record
-    with pytest.raises(FormatError, match=f"record 0 claims {MAX_RECORD_BYTES + 1} bytes"):
-        unpack(head + write_varint(MAX_RECORD_BYTES + 1) + b"abc")
-    with pytest.raises(FormatError, match=f"record 1 claims {2**64 - 1} bytes"):
-        unpack(head + first + write_varint(2**64 - 1) + b"abc")
-    # at the limit but longer than the file: reported as a truncated record
-    u = unpack(head + first + write_varint(MAX_RECORD_BYTES) + b"abc")
+
+    def second(length: int, payload: bytes = b"abc") -> bytes:
+        """Record 1 with a given length field and a CRC that matches it."""
+        n = write_varint(length)
+        return n + payload + crc16(b"\x01" + n + payload).to_bytes(2, "little")
+
+    assert second(3) == pack_record(1, b"abc")
+    assert unpack(framed(h, first + second(3))).records == [b"ok", b"abc"]
+    past_end = r"record 1 is corrupt \(its length runs past the end of the file\)"
+    for length in (4, 5, 1000, 2**30 + 1, 2**64 - 1):
+        with pytest.raises(FormatError, match=past_end):
+            unpack(framed(h, first + second(length)))
+    # the same in a prefix of a file: the declared end, not the end of the data, is the limit
+    head = replace(h, body_bytes=len(first) + 6 + 100).to_bytes()
+    with pytest.raises(FormatError, match=past_end):
+        unpack(head + first + write_varint(200) + b"abc")
+    # ... while a length that fits in the declared file but not in the data is truncation
+    u = unpack(head + first + write_varint(100) + b"abc")
     assert u.records == [b"ok"] and u.truncated is True
     # a length varint that never ends (11 continuation bytes) is corrupt ...
     with pytest.raises(FormatError, match="the length of record 1 is not a valid varint"):
-        unpack(head + first + b"\x80" * 11)
-    # ... but one cut short by the end of the file is a truncation
-    u = unpack(head + first + b"\x80" * 9)
+        unpack(framed(h, first + b"\x80" * 11))
+    # ... but one cut short by the end of a prefix is a truncation
+    u = unpack(replace(h, body_bytes=len(first) + 20).to_bytes() + first + b"\x80" * 9)
     assert u.records == [b"ok"] and u.truncated is True
+
+
+def test_length_varint_running_into_the_declared_end_is_an_error():
+    h = Header(HASH, 1, 1)
+    first = pack_record(0, b"ok")
+    # a complete file whose last bytes all have bit 7 set: the length varint reaches the end
+    with pytest.raises(FormatError, match="record 1 "):
+        unpack(framed(h, first + b"\x80" * 9))
+    # the same from one flipped byte of a real file: record 0 = 02 | 80 88 | b8 e1, whose length
+    # 0x02 -> 0x82 makes a varint of the five remaining bytes
+    data = pack(h, [b"\x80\x88"])
+    assert data[-5:] == bytes.fromhex("02 8088 b8e1")
+    bad = bytearray(data)
+    bad[-5] ^= 0x80
+    with pytest.raises(FormatError, match="record 0 "):
+        unpack(bytes(bad))
+
+
+def test_non_canonical_record_length_refused():
+    h = Header(HASH, 1, 1)
+    n = b"\x82\x00"  # 2, in two bytes, with a CRC that covers these bytes
+    rec = n + b"ok" + crc16(b"\x00" + n + b"ok").to_bytes(2, "little")
+    with pytest.raises(FormatError, match="the length of record 0 is not a valid varint"):
+        unpack(framed(h, rec))
+    first = pack_record(0, b"ok")
+    with pytest.raises(FormatError, match="the length of record 1 is not a valid varint"):
+        unpack(framed(h, first + b"\x80" * 9 + b"\x02" + bytes(8)))  # 2**64
 
 
 def test_records_are_bound_to_their_index():
     h = full_header()
     a, b = b"AAAA", b"BBBB"
-    head = h.to_bytes()
-    swapped = head + pack_record(1, b) + pack_record(0, a)
+    swapped = framed(h, pack_record(1, b) + pack_record(0, a))
     # the frames are intact, but each CRC covers its index
     with pytest.raises(FormatError, match="record 0 is corrupt"):
         unpack(swapped)
     # swapping the framed bytes of two equal-length records of a real file
     data = pack(h, [a, b, b"CCCC"])
     n = len(pack_record(0, a))
-    s = len(head)
+    s = unpack(data).header_bytes
     swapped = data[:s] + data[s + n:s + 2 * n] + data[s:s + n] + data[s + 2 * n:]
     assert len(swapped) == len(data) and swapped != data
     with pytest.raises(FormatError, match="record 0 is corrupt"):
         unpack(swapped)
     # a record copied from position 0 to position 1 is refused too
     with pytest.raises(FormatError, match="record 1 is corrupt"):
-        unpack(head + pack_record(0, a) + pack_record(0, a))
+        unpack(framed(h, pack_record(0, a) + pack_record(0, a)))

@@ -170,3 +170,11 @@ def test_encode_bad_input(tmp_path):
     assert_one_line_error(run("encode", notimg, "-o", tmp_path / "x.ddc", "--bpp", 1, "--psnr", 30), "choose one of")
     assert_one_line_error(run("encode", notimg, "-o", tmp_path / "x.ddc", "--chunk-bits", 1.3), "multiple of 0.25")
     assert not (tmp_path / "x.ddc").exists()
+
+
+def test_info_of_the_golden_file_matches_golden_json():
+    """``diffcodec info --json`` on the pinned .ddc (regenerate both with tests/test_codec.py)."""
+    golden = Path(__file__).parent / "golden"
+    result = run("info", golden / "cifar0_default_fast.ddc", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == json.loads((golden / "info_cifar0_default_fast.json").read_text())

@@ -175,6 +175,12 @@ def regenerate() -> None:
     data = compress(cifar_image(0), model, FAST, Stop()).data
     GOLDEN.write_bytes(data)
     print(f"wrote {GOLDEN} ({len(data)} bytes)")
+    import json
+
+    from diffcodec.codec import describe
+    info = GOLDEN.parent / "info_cifar0_default_fast.json"
+    info.write_text(json.dumps(describe(data), indent=1) + "\n")
+    print(f"wrote {info}")
 
 
 if __name__ == "__main__":

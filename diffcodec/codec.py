@@ -7,8 +7,9 @@ Encoding an image x_0 (``compress``):
    by channel simulation against p_θ(x_s|x_t) = N(μ̃(x̂_0(x_t), x_t), σ²) (``bitstream.channel``):
    the step's dimensions are shuffled and split into chunks of about B bits of KL each
    (``bitstream.chunks``), one candidate index per chunk, all range-coded.
-3. x_0 is sent losslessly given x_{t_stop}: integer residuals around the rounded x̂_0 with a
-   Gaussian law whose σ is chosen per image (``bitstream.residual``).
+3. x_0 is sent losslessly given x_{t_stop}: integer residuals around the rounded x̂_0, colour
+   planes predicted from each other, with a Gaussian law whose σ is chosen per plane
+   (``bitstream.residual``).
 
 Decoding (``decompress``) replays the chain from the indices; any prefix of records gives
 x_t for some t, shown through a :class:`~diffcodec.reconstruct.Reconstruction`.
@@ -283,10 +284,9 @@ def _should_stop(stop: Stop, t_now: int, psnr: float, sizes: list[int], pixels: 
 def _lossless_record(image: CodecImage, x0_hat: torch.Tensor) -> bytes:
     h, w = image.height, image.width
     pixels = _lossless_pixels(image)
-    r = pixels - _prediction(x0_hat, h, w, image.mode)
-    level = residual.best_level(r)
+    r = (pixels - _prediction(x0_hat, h, w, image.mode)).reshape(-1, h * w)
     check = crc16(image.rgb.tobytes())
-    return bytes([level]) + check.to_bytes(2, "little") + residual.encode(r, level)
+    return check.to_bytes(2, "little") + residual.encode_planes(r)
 
 
 class _RecordWriter:
@@ -435,17 +435,17 @@ def decompress(data: bytes, model: Model, upto_t: int | None = None,
                            len(unpacked.records))
     if len(records) == len(channel_records) + 1:
         payload = records[-1]
-        if len(payload) < 3:
+        if len(payload) < 2:
             raise CodecError(f"record {len(records) - 1 + offset} (lossless) is too short")
-        level, check = payload[0], int.from_bytes(payload[1:3], "little")
+        check = int.from_bytes(payload[:2], "little")
         x0_hat = chain.diffusion.x0_from_eps(x, torch.tensor([chain.step_of[t_now]]), eps).clamp(-1, 1)
         pred = _prediction(x0_hat, h, w, header.mode)
+        c = 1 if header.mode is ImageMode.L else 3
         try:
-            r = residual.decode(payload[3:], pred.size, level)
+            r = residual.decode_planes(payload[2:], c, h * w).flatten()
         except (AssertionError, ValueError, KeyError) as e:
             raise CodecError(f"record {len(records) - 1 + offset} (lossless) does not decode ({e})") from None
         pixels = np.clip(pred + r, 0, 255).astype(np.uint8)
-        c = 1 if header.mode is ImageMode.L else 3
         planes = pixels.reshape(c, h, w).transpose(1, 2, 0)
         rgb = np.ascontiguousarray(np.repeat(planes, 3, axis=2) if c == 1 else planes)
         image = _image(rgb, header.mode, alpha)

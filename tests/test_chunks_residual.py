@@ -253,3 +253,39 @@ def test_residual_bad_level():
         residual.encode(np.array([1, 2]), 256)
     with pytest.raises(ValueError):
         residual.decode(b"", 0, -1)
+
+
+# --------------------------------------------------------------------------- colour planes
+
+
+def test_planes_round_trip_including_extremes_and_one_plane():
+    rng = np.random.default_rng(3)
+    for shape in [(3, 1000), (1, 500), (3, 1), (2, 7)]:
+        planes = rng.integers(-255, 256, shape)
+        assert np.array_equal(residual.decode_planes(residual.encode_planes(planes), *shape), planes)
+    extremes = np.array([[255, -255, 255, -255], [-255, 255, 255, -255], [255, 255, -255, -255]])
+    assert np.array_equal(residual.decode_planes(residual.encode_planes(extremes), 3, 4), extremes)
+
+
+def test_planes_prediction_pays_off_on_correlated_planes():
+    rng = np.random.default_rng(4)
+    base = rng.normal(0, 6, 4000)
+    planes = np.stack([base + rng.normal(0, 1, base.size), 0.9 * base + rng.normal(0, 1, base.size),
+                       1.1 * base + rng.normal(0, 1, base.size)]).round().astype(np.int64)
+    joint = len(residual.encode_planes(planes))
+    separate = sum(len(residual.encode(p, residual.best_level(p))) for p in planes)
+    assert joint < 0.85 * separate
+    # header: 3 σ levels and 3 signed coefficients, the first coefficient ≈ 0.9 · 16
+    data = residual.encode_planes(planes)
+    assert abs((data[3] - 256 if data[3] > 127 else data[3]) - round(0.9 * 16)) <= 2
+
+
+def test_planes_bad_input():
+    with pytest.raises(ValueError):
+        residual.encode_planes(np.zeros(5, dtype=np.int64))
+    with pytest.raises(ValueError):
+        residual.encode_planes(np.full((2, 3), 256))
+    with pytest.raises(ValueError, match="too short"):
+        residual.decode_planes(b"\x40\x40", 3, 10)
+    with pytest.raises(ValueError, match="coefficient out of range"):
+        residual.decode_planes(bytes([64, 64, 64, 100, 0, 0]), 3, 10)

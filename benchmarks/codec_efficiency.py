@@ -105,7 +105,14 @@ def main(argv=None) -> int:
         bits = float(np.mean([r["records"][j]["file_bytes"] for r in results]) * 8 / dims)
         rmse = float(np.sqrt(np.mean([r["records"][j]["rmse_0_255"] ** 2 for r in results])))
         theory = float(cum[T - t])  # n = T − t + 1 steps done
+        z_mean = float(np.mean([r["records"][j]["z_mean"] for r in results]))
+        z_var = float(np.mean([r["records"][j]["z_var"] for r in results]))
+        ks = [r["records"][j]["z_ks"] for r in results]
+        n_z = results[0]["records"][j]["z_n"]
         prefixes.append({"t": t, "reverse_steps_done": T - t + 1, "file_bits_per_dim": bits,
+                         "z_mean": z_mean, "z_var": z_var, "z_ks_median": float(np.median(ks)),
+                         "z_ks_null_median": 0.8276 / np.sqrt(n_z),  # median of D under N(0,1)
+
                          "bound_rate_bits_per_dim": theory, "ratio": bits / theory,
                          "rmse_0_255": rmse, "bound_rmse_0_255": float(rmse_t[t - 1]),
                          "rmse_rel_diff": rmse / float(rmse_t[t - 1]) - 1})
@@ -124,20 +131,22 @@ def main(argv=None) -> int:
         "machine": f"{platform.processor() or platform.machine()}, {mp.cpu_count()} cores, torch {torch.__version__}",
         "per_image": results,
     }
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(doc, indent=1) + "\n")
+        print(f"wrote {args.out}", file=sys.stderr)
     print(f"{len(results)} images, model {model.name}: file {file_bpd:.3f} bits/dim, bound {total_bound:.3f} "
           f"(rate {split['rate_bits_per_dim']:.3f} + distortion {split['distortion_bits_per_dim']:.3f}), "
           f"ratio {doc['full_rate_ratio']:.3f}, lossless {doc['lossless_all']}")
     print(f"channel steps: KL {doc['channel_kl_bits_per_dim']:.3f} bits/dim coded as "
           f"{doc['channel_ideal_coded_bits_per_dim']:.3f} (ideal index code lengths)")
-    print(f"{'t':>5} {'steps done':>10} {'file b/d':>9} {'bound b/d':>9} {'ratio':>7} {'RMSE':>7} {'bound':>7} {'diff':>7}")
+    print(f"{'t':>5} {'steps done':>10} {'file b/d':>9} {'bound b/d':>9} {'ratio':>7} {'RMSE':>7} {'bound':>7} "
+          f"{'diff':>7} {'z mean':>8} {'z var':>7} {'KS D':>7} {'null':>7}")
     for p in prefixes:
         print(f"{p['t']:>5} {p['reverse_steps_done']:>10} {p['file_bits_per_dim']:>9.4f} {p['bound_rate_bits_per_dim']:>9.4f} "
-              f"{p['ratio']:>7.3f} {p['rmse_0_255']:>7.3f} {p['bound_rmse_0_255']:>7.3f} {p['rmse_rel_diff']:>+7.1%}")
+              f"{p['ratio']:>7.3f} {p['rmse_0_255']:>7.3f} {p['bound_rmse_0_255']:>7.3f} {p['rmse_rel_diff']:>+7.1%} "
+              f"{p['z_mean']:>+8.4f} {p['z_var']:>7.4f} {p['z_ks_median']:>7.4f} {p['z_ks_null_median']:>7.4f}")
     print(f"encode {doc['encode_s_median']:.1f} s, decode {doc['decode_s_median']:.2f} s per image (medians)")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(doc, indent=1) + "\n")
-        print(f"wrote {args.out}")
     return 0
 
 

@@ -173,6 +173,16 @@ def _lossless_pixels(image: CodecImage) -> np.ndarray:
     return planes.transpose(2, 0, 1).astype(np.int64).flatten()
 
 
+def _standardised(x_t: torch.Tensor, x0: torch.Tensor, abar: float) -> dict:
+    """z = (x_t − √ᾱ x_0)/√(1−ᾱ), N(0, 1) per dimension if x_t ~ q(x_t|x_0): its mean, variance and
+    Kolmogorov–Smirnov distance to N(0, 1) (a fidelity check of the channel simulation)."""
+    z = np.sort(((x_t - math.sqrt(abar) * x0) / math.sqrt(1 - abar)).flatten().numpy())
+    n = z.size
+    cdf = 0.5 * (1 + np.vectorize(math.erf)(z / math.sqrt(2)))
+    ks = float(max(np.max(np.arange(1, n + 1) / n - cdf), np.max(cdf - np.arange(n) / n)))
+    return {"z_mean": float(z.mean()), "z_var": float(z.var()), "z_ks": ks, "z_n": n}
+
+
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
@@ -245,7 +255,7 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
         psnr = _psnr(_to_uint8(x0_hat, h, w), image.rgb)
         rmse = float(((x0_hat - x0)[..., :h, :w] ** 2).mean().sqrt()) * 127.5
         record_out.append({"record": len(records) - 1, "t": t_now, "file_bytes": sizes[-1], "psnr_mean": psnr,
-                           "rmse_0_255": rmse})
+                           "rmse_0_255": rmse, **_standardised(x, x0, chain.full_schedule.alphas_cumprod[t_now - 1])})
         stop_here = _should_stop(stop, t_now, psnr, sizes, h * w)
         if stop_here:
             break

@@ -1,0 +1,28 @@
+"""The codec: where the diffusion model meets the bitstream (Algorithms 3 and 4 of the paper).
+
+Encoding an image x_0 (``compress``):
+
+1. x_T is drawn from the shared seed (p(x_T) = N(0, I); KL to q(x_T|x_0) ≈ 1e-5 bits/dim).
+2. For each coded step t → s of the plan (``diffcodec.plan``), x_s ~ q(x_s|x_t, x_0) is sent
+   by channel simulation against p_θ(x_s|x_t) = N(μ̃(x̂_0(x_t), x_t), σ²) (``bitstream.channel``):
+   the step's dimensions are shuffled and split into chunks of about B bits of KL each
+   (``bitstream.chunks``), one candidate index per chunk, all range-coded.
+3. x_0 is sent losslessly given x_{t_stop}: integer residuals around the rounded x̂_0, colour
+   planes predicted from each other, with a Gaussian law whose σ is chosen per plane
+   (``bitstream.residual``).
+
+Decoding (``decompress``) replays the chain from the indices; any prefix of records gives
+x_t for some t, shown through a :class:`~diffcodec.reconstruct.Reconstruction`.
+
+The network runs single-threaded inside the codec so that encoder and decoder on one kind of
+machine compute bit-identical means (the thread count changes float results). Decoding
+never depends on that: only the lossless step's rounded prediction does, and a CRC of the
+pixels tells the decoder when the result is not exact.
+"""
+
+from .chain import SCHEDULES, CodecError, model_hash
+from .decoder import Decoded, check_model, decompress, describe, read_header
+from .encoder import DEFAULT_STOP, CodecConfig, Encoded, Stop, compress
+
+__all__ = ["SCHEDULES", "CodecConfig", "CodecError", "DEFAULT_STOP", "Decoded", "Encoded", "Stop", "check_model",
+           "compress", "decompress", "describe", "model_hash", "read_header"]

@@ -1,0 +1,178 @@
+"""Decoding (Algorithm 4): any prefix of a file → the chain state and an image; ``describe``
+reads a file's structure without a model."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from bitstream import residual
+from bitstream.channel import reconstruct as channel_reconstruct
+from bitstream.container import FormatError, Header, ImageMode, crc16, unpack
+
+from ..checkpoint import Model
+from ..images import CodecImage
+from ..plan import make_plan
+from ..reconstruct import Reconstruction, reconstruct
+from .chain import SCHEDULES, Chain, CodecError, model_hash, prediction, single_thread, to_uint8
+from .records import RecordReader
+
+@dataclass
+class Decoded:
+    image: CodecImage
+    t: int  # timestep of the decoded state (0: the lossless record was decoded)
+    records_used: int
+    truncated: bool  # the file ended inside a record
+    exact: bool | None  # lossless record: pixels match the encoder's CRC (None if not decoded)
+    frames: list = field(default_factory=list)  # (t, CodecImage) at each record, if asked
+    x_t: torch.Tensor | None = None  # the chain state at t (padded size, [−1, 1] scale), t > 0
+    records_available: int = 0  # complete records in the data
+
+
+def read_header(data: bytes) -> Header:
+    try:
+        return Header.from_bytes(bytes(data))[0]
+    except FormatError as e:
+        raise CodecError(str(e)) from None
+
+
+def check_model(header: Header, model: Model) -> None:
+    if header.model_hash != model_hash(model):
+        raise CodecError(f"the file was made with model {header.model_hash.hex()}…, not with "
+                         f"'{model.name}' ({model.weights_sha256[:8]}…); pass the right --model")
+    if SCHEDULES.get(header.schedule_id) != model.schedule_config:
+        raise CodecError(f"the file's schedule id {header.schedule_id} does not match the model's schedule")
+
+
+@torch.no_grad()
+def decompress(data: bytes, model: Model, upto_t: int | None = None,
+               how: Reconstruction = Reconstruction.MEAN, *, steps: int = 50, frames: bool = False,
+               progress=None) -> Decoded:
+    """Decode the longest complete prefix (or up to the first record at t <= ``upto_t``)."""
+    try:
+        unpacked = unpack(data)
+    except FormatError as e:
+        raise CodecError(str(e)) from None
+    header = unpacked.header
+    check_model(header, model)
+    if header.tile != 0:
+        raise CodecError("tiled files are not supported by this version")
+    plan = make_plan(model.schedule_config.num_timesteps, header.t_stop, header.groups, header.layout)
+    h, w = header.height, header.width
+    f = model.unet_config.downsampling_factor
+    chain = Chain(model, header, plan, (h + (-h % f), w + (-w % f)))
+    records = list(unpacked.records)
+    alpha = None
+    if header.mode is ImageMode.RGBA:
+        if not records:
+            raise CodecError("the file ends before its alpha record")
+        try:
+            alpha = np.frombuffer(zlib.decompress(records.pop(0)), dtype=np.uint8)
+        except zlib.error:
+            raise CodecError("record 0 (alpha) does not decode") from None
+        if alpha.size != h * w:
+            raise CodecError("record 0 (alpha) has the wrong size")
+        alpha = alpha.reshape(h, w)
+    offset = 1 if header.mode is ImageMode.RGBA else 0
+    channel_records = plan.record_steps()
+    if len(records) > len(channel_records) + 1:
+        raise CodecError(f"the file has {len(records) + offset} records, more than its plan allows")
+    x = chain.x_T()
+    t_now = plan.boundaries[0]
+    eps = chain.eps(x, t_now)
+    out_frames = []
+    used = 0
+
+    def show(x, t, eps) -> CodecImage:
+        if how is Reconstruction.MEAN:
+            x0 = chain.diffusion.x0_from_eps(x, torch.tensor([chain.step_of[t]]), eps).clamp(-1, 1)
+        else:
+            with single_thread():
+                x0 = reconstruct(chain.full_schedule, model.eps_fn, x, t, how, steps=steps, seed=header.seed)
+        return _image(to_uint8(x0, h, w), header.mode, alpha)
+
+    for r, payload in enumerate(records[:len(channel_records)]):
+        reader = RecordReader(payload, r + offset)
+        for step, t, s in channel_records[r]:
+            _, p_mean, p_std = chain.prior(x, t, eps)
+            level = reader.level(chain.level_model, chain.dims)
+            x_s = np.empty(chain.dims)
+            for j, idx in enumerate(chain.parts(step, level)):
+                n = reader.index(chain.index_model)
+                x_s[idx] = channel_reconstruct(n, p_mean[idx], p_std, chain.noise, (step, j + 1))
+            x = torch.from_numpy(x_s).view(chain.shape)
+            eps = chain.eps(x, s)
+            t_now = s
+            if progress:
+                progress()
+        used = r + 1
+        if frames:
+            out_frames.append((t_now, show(x, t_now, eps)))
+        if upto_t is not None and t_now <= upto_t and upto_t > 0:
+            return Decoded(show(x, t_now, eps), t_now, used + offset, unpacked.truncated, None, out_frames, x,
+                           len(unpacked.records))
+    if len(records) == len(channel_records) + 1:
+        payload = records[-1]
+        if len(payload) < 2:
+            raise CodecError(f"record {len(records) - 1 + offset} (lossless) is too short")
+        check = int.from_bytes(payload[:2], "little")
+        x0_hat = chain.diffusion.x0_from_eps(x, torch.tensor([chain.step_of[t_now]]), eps).clamp(-1, 1)
+        pred = prediction(x0_hat, h, w, header.mode)
+        c = 1 if header.mode is ImageMode.L else 3
+        try:
+            r = residual.decode_planes(payload[2:], c, h * w).flatten()
+        except (AssertionError, ValueError, KeyError) as e:
+            raise CodecError(f"record {len(records) - 1 + offset} (lossless) does not decode ({e})") from None
+        pixels = np.clip(pred + r, 0, 255).astype(np.uint8)
+        planes = pixels.reshape(c, h, w).transpose(1, 2, 0)
+        rgb = np.ascontiguousarray(np.repeat(planes, 3, axis=2) if c == 1 else planes)
+        image = _image(rgb, header.mode, alpha)
+        exact = crc16(rgb.tobytes()) == check
+        if frames:
+            out_frames.append((0, image))
+        return Decoded(image, 0, len(records) + offset, unpacked.truncated, exact, out_frames,
+                       records_available=len(unpacked.records))
+    return Decoded(show(x, t_now, eps), t_now, used + offset, unpacked.truncated, None, out_frames, x,
+                           len(unpacked.records))
+
+
+def _image(rgb: np.ndarray, mode: ImageMode, alpha) -> CodecImage:
+    if mode is ImageMode.L:
+        grey = rgb.astype(np.float64).mean(axis=2).round().astype(np.uint8)
+        rgb = np.repeat(grey[:, :, None], 3, axis=2)
+    return CodecImage(np.ascontiguousarray(rgb), mode, alpha)
+
+
+def describe(data: bytes) -> dict:
+    """Header, plan and per-record sizes of a file, without a model (``diffcodec info``)."""
+    try:
+        u = unpack(data)
+    except FormatError as e:
+        raise CodecError(str(e)) from None
+    h = u.header
+    if h.schedule_id not in SCHEDULES:
+        raise CodecError(f"unknown schedule id {h.schedule_id}")
+    plan = make_plan(SCHEDULES[h.schedule_id].num_timesteps, h.t_stop, h.groups, h.layout)
+    labels = ["alpha (zlib)"] if h.mode is ImageMode.RGBA else []
+    prev = plan.boundaries[0]
+    for r in range(len(plan.record_ends)):
+        labels.append(f"t {prev}→{plan.t_after_record(r)}")
+        prev = plan.t_after_record(r)
+    labels.append("lossless x_0")
+    dims = 3 * h.width * h.height
+    total = u.header_bytes
+    records = []
+    for i, size in enumerate(u.record_bytes):
+        total += size
+        records.append({"record": i, "content": labels[i] if i < len(labels) else "?", "bytes": size,
+                        "cumulative_bits_per_dim": total * 8 / dims})
+    header = {"version": data[3], "model_hash": h.model_hash.hex(), "width": h.width, "height": h.height,
+              "mode": h.mode.name, "variance": h.variance.name.lower(), "layout": h.layout.name.lower(),
+              "schedule_id": h.schedule_id, "t_stop": h.t_stop, "groups": h.groups, "tile": h.tile,
+              "log2_candidates": h.log2_candidates, "chunk_bits": h.chunk_bits, "seed": h.seed}
+    return {"header": header, "header_bytes": u.header_bytes, "file_bytes": len(data),
+            "bpp": len(data) * 8 / (h.width * h.height), "boundaries": list(plan.boundaries),
+            "coded_steps": plan.num_steps, "records": records, "truncated": u.truncated}

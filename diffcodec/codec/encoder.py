@@ -1,0 +1,171 @@
+"""Encoding (Algorithm 3): an image → records, with the stop rules and per-step statistics."""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from bitstream import chunks as chunking
+from bitstream import residual
+from bitstream.channel import simulate
+from bitstream.container import Header, ImageMode, RecordLayout, VarianceChoice, crc16, pack, unpack
+
+from ..checkpoint import Model
+from ..images import CodecImage
+from ..plan import make_plan
+from .chain import Chain, lossless_pixels, model_hash, pad_to_factor, prediction, schedule_id, to_model, to_uint8
+from .records import RecordWriter
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """Encoder settings; all of them are written into the header."""
+
+    t_stop: int = 10
+    groups: int = 40
+    log2_candidates: int = 12
+    chunk_bits: float = 5.0
+    variance: VarianceChoice = VarianceChoice.POSTERIOR
+    layout: RecordLayout | None = None  # None: COARSE below 256×256 pixels, else EVERY_STEP
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Where the encoder stops (the first that applies; all None = code everything)."""
+
+    upto_t: int | None = None  # stop once the chain reaches t <= upto_t (0 = lossless)
+    bpp: float | None = None  # largest file within this many bits per pixel
+    psnr: float | None = None  # first prefix whose mean reconstruction reaches this PSNR (dB)
+
+
+DEFAULT_STOP = Stop(psnr=35.0)
+
+
+def _standardised(x_t: torch.Tensor, x0: torch.Tensor, abar: float) -> dict:
+    """z = (x_t − √ᾱ x_0)/√(1−ᾱ), N(0, 1) per dimension if x_t ~ q(x_t|x_0): its mean, variance and
+    Kolmogorov–Smirnov distance to N(0, 1) (a fidelity check of the channel simulation)."""
+    z = np.sort(((x_t - math.sqrt(abar) * x0) / math.sqrt(1 - abar)).flatten().numpy())
+    n = z.size
+    cdf = 0.5 * (1 + np.vectorize(math.erf)(z / math.sqrt(2)))
+    ks = float(max(np.max(np.arange(1, n + 1) / n - cdf), np.max(cdf - np.arange(n) / n)))
+    return {"z_mean": float(z.mean()), "z_var": float(z.var()), "z_ks": ks, "z_n": n}
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+@dataclass
+class Encoded:
+    data: bytes
+    stats: dict = field(default_factory=dict)
+
+
+def _header(model: Model, image: CodecImage, config: CodecConfig) -> Header:
+    layout = config.layout
+    if layout is None:
+        layout = RecordLayout.COARSE if image.width * image.height < 256 * 256 else RecordLayout.EVERY_STEP
+    quarter = round(config.chunk_bits * 4)
+    if abs(quarter / 4 - config.chunk_bits) > 1e-9:
+        raise ValueError("chunk_bits must be a multiple of 1/4")
+    return Header(model_hash(model), image.width, image.height, image.mode, config.variance, layout,
+                  schedule_id(model), config.t_stop, config.groups, 0, config.log2_candidates, quarter, config.seed)
+
+
+@torch.no_grad()
+def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(), stop: Stop = DEFAULT_STOP,
+             progress=None) -> Encoded:
+    """Encode ``image``; ``progress(done, total)`` is called after each coded step."""
+    header = _header(model, image, config)
+    plan = make_plan(model.schedule_config.num_timesteps, header.t_stop, header.groups, header.layout)
+    h, w = image.height, image.width
+    padded = pad_to_factor(image.rgb, model.unet_config.downsampling_factor)
+    chain = Chain(model, header, plan, padded.shape[:2])
+    x0 = to_model(padded)
+    records: list[bytes] = []
+    if image.mode is ImageMode.RGBA:
+        records.append(zlib.compress(image.alpha.tobytes(), 9))
+    sizes = [len(pack(header, records))]  # file bytes after each record
+    steps_out, record_out = [], []
+    x = chain.x_T()
+    eps = chain.eps(x, plan.boundaries[0])
+    total_steps = plan.num_steps + 1
+    done = 0
+    stop_here = False
+    for r, steps in enumerate(plan.record_steps()):
+        enc = RecordWriter()
+        for step, t, s in steps:
+            x0_hat, p_mean, p_std = chain.prior(x, t, eps)
+            q_mean, q_std = chain.posterior(x0, x, t)
+            kl_dims = np.log(p_std / q_std) + (q_std**2 + (q_mean - p_mean) ** 2) / (2 * p_std**2) - 0.5
+            kl_bits = float(kl_dims.sum() / math.log(2))
+            level = chunking.level_for(kl_bits, header.chunk_bits, chain.dims)
+            coded = enc.level(chain.level_model, level)
+            x_s = np.empty(chain.dims)
+            parts = chain.parts(step, level)
+            for j, idx in enumerate(parts):
+                n, sample = simulate(q_mean[idx], q_std, p_mean[idx], p_std, chain.noise, (step, j + 1),
+                                     header.log2_candidates)
+                coded += enc.index(chain.index_model, n)
+                x_s[idx] = sample
+            x = torch.from_numpy(x_s).view(chain.shape)
+            eps = chain.eps(x, s)
+            steps_out.append({"step": step, "t": t, "s": s, "kl_bits": kl_bits, "chunks": len(parts),
+                              "ideal_coded_bits": coded})
+            done += 1
+            if progress:
+                progress(done, total_steps)
+        records.append(enc.finish())
+        sizes.append(len(pack(header, records)))
+        t_now = plan.t_after_record(r)
+        x0_hat = chain.diffusion.x0_from_eps(x, torch.tensor([chain.step_of[t_now]]), eps).clamp(-1, 1)
+        psnr = _psnr(to_uint8(x0_hat, h, w), image.rgb)
+        rmse = float(((x0_hat - x0)[..., :h, :w] ** 2).mean().sqrt()) * 127.5
+        record_out.append({"record": len(records) - 1, "t": t_now, "file_bytes": sizes[-1], "psnr_mean": psnr,
+                           "rmse_0_255": rmse, **_standardised(x, x0, chain.full_schedule.alphas_cumprod[t_now - 1])})
+        stop_here = _should_stop(stop, t_now, psnr, sizes, h * w)
+        if stop_here:
+            break
+    if not stop_here:  # the lossless record
+        t = plan.t_stop
+        x0_hat = chain.diffusion.x0_from_eps(x, torch.tensor([chain.step_of[t]]), eps).clamp(-1, 1)
+        records.append(_lossless_record(image, x0_hat))
+        sizes.append(len(pack(header, records)))
+        record_out.append({"record": len(records) - 1, "t": 0, "file_bytes": sizes[-1], "psnr_mean": None,
+                           "rmse_0_255": 0.0})
+        done += 1
+        if progress:
+            progress(done, total_steps)
+    keep = 2 if image.mode is ImageMode.RGBA else 1  # alpha alone is no image
+    if stop.bpp is not None:  # drop records past the budget, keeping at least one channel record
+        while len(records) > keep and len(pack(header, records)) * 8 > stop.bpp * h * w:
+            records.pop()
+            record_out.pop()
+    data = pack(header, records)
+    stats = {"header_bytes": unpack(data).header_bytes, "file_bytes": len(data), "pixels": h * w, "dims": 3 * h * w,
+             "bpp": len(data) * 8 / (h * w), "steps": steps_out, "records": record_out,
+             "config": {"t_stop": header.t_stop, "groups": header.groups, "log2_candidates": header.log2_candidates,
+                        "chunk_bits": header.chunk_bits, "variance": header.variance.name.lower(),
+                        "layout": header.layout.name.lower(), "seed": header.seed}}
+    return Encoded(data, stats)
+
+
+def _should_stop(stop: Stop, t_now: int, psnr: float, sizes: list[int], pixels: int) -> bool:
+    if stop.upto_t is not None and stop.upto_t > 0 and t_now <= stop.upto_t:
+        return True
+    if stop.psnr is not None and psnr >= stop.psnr:
+        return True
+    return stop.bpp is not None and sizes[-1] * 8 > stop.bpp * pixels
+
+
+def _lossless_record(image: CodecImage, x0_hat: torch.Tensor) -> bytes:
+    h, w = image.height, image.width
+    pixels = lossless_pixels(image)
+    r = (pixels - prediction(x0_hat, h, w, image.mode)).reshape(-1, h * w)
+    check = crc16(image.rgb.tobytes())
+    return check.to_bytes(2, "little") + residual.encode_planes(r)

@@ -1,0 +1,55 @@
+"""The range-coded stream inside one channel record: level changes and candidate indices."""
+
+from __future__ import annotations
+
+import constriction
+import numpy as np
+
+from bitstream import chunks as chunking
+from bitstream.channel import IndexModel
+
+from .chain import CodecError
+
+class RecordWriter:
+    """One range-coded stream per record: level changes and candidate indices, in order."""
+
+    def __init__(self):
+        self._enc = constriction.stream.queue.RangeEncoder()
+        self._prev_level = 0
+
+    def level(self, lm: chunking.LevelModel, level: int) -> float:
+        delta = level - self._prev_level
+        self._prev_level = level
+        self._enc.encode(np.array([lm.symbol(delta)], dtype=np.int32), lm.model)
+        return lm.ideal_bits(delta)
+
+    def index(self, im: IndexModel, n: int) -> float:
+        self._enc.encode(np.array([n], dtype=np.int32), im.model)
+        return im.ideal_bits(n)
+
+    def finish(self) -> bytes:
+        return self._enc.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
+
+
+class RecordReader:
+    def __init__(self, payload: bytes, record: int):
+        data = payload + b"\0" * (-len(payload) % 4)
+        self._dec = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+        self._prev_level = 0
+        self.record = record
+
+    def _decode(self, model) -> int:
+        try:
+            return int(self._dec.decode(model, 1)[0])
+        except (AssertionError, ValueError, KeyError) as e:
+            raise CodecError(f"record {self.record} does not decode ({e})") from None
+
+    def level(self, lm: chunking.LevelModel, dims: int) -> int:
+        level = self._prev_level + lm.delta(self._decode(lm.model))
+        if not 0 <= level <= chunking.MAX_LEVEL or chunking.chunk_count(level) > dims:
+            raise CodecError(f"record {self.record} does not decode (level {level} out of range)")
+        self._prev_level = level
+        return level
+
+    def index(self, im: IndexModel) -> int:
+        return self._decode(im.model)

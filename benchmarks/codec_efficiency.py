@@ -33,7 +33,7 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar-10-subset"
 
 
 def _encode_one(args):
-    index, rgb, model_name, config = args
+    index, rgb, model_name, config, save_dir = args
     torch.set_num_threads(1)
     from bitstream.container import ImageMode
     from diffcodec.checkpoint import load_model
@@ -47,6 +47,8 @@ def _encode_one(args):
     t1 = time.perf_counter()
     dec = decompress(enc.data, model)
     t2 = time.perf_counter()
+    if save_dir is not None:
+        (save_dir / f"cifar10-test-{index:04d}.ddc").write_bytes(enc.data)
     return {"index": index, "file_bytes": len(enc.data), "lossless": bool(np.array_equal(dec.image.rgb, rgb)),
             "encode_s": t1 - t0, "decode_s": t2 - t1, "records": enc.stats["records"],
             "header_bytes": enc.stats["header_bytes"],
@@ -66,6 +68,8 @@ def main(argv=None) -> int:
     ap.add_argument("--t-stop", type=int, default=10)
     ap.add_argument("--groups", type=int, default=40)
     ap.add_argument("--out", type=Path, default=None, help="JSON file to write")
+    ap.add_argument("--save-dir", type=Path, default=None,
+                    help="keep the full-rate files here (cifar10-test-NNNN.ddc), for the RD and lossless reports")
     args = ap.parse_args(argv)
 
     from diffcodec.checkpoint import load_model
@@ -78,7 +82,9 @@ def main(argv=None) -> int:
     config = CodecConfig(t_stop=args.t_stop, groups=args.groups, log2_candidates=args.candidates,
                          chunk_bits=args.chunk_bits)
     model = load_model(args.model)
-    jobs = [(args.offset + i, images[i].permute(1, 2, 0).numpy().copy(), args.model, config)
+    if args.save_dir is not None:
+        args.save_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [(args.offset + i, images[i].permute(1, 2, 0).numpy().copy(), args.model, config, args.save_dir)
             for i in range(images.shape[0])]
     t0 = time.time()
     with mp.get_context("spawn").Pool(args.workers) as pool:
@@ -118,7 +124,7 @@ def main(argv=None) -> int:
                          "rmse_rel_diff": rmse / float(rmse_t[t - 1]) - 1})
     doc = {
         "images": len(results), "offset": args.offset, "data": str(args.data), "model": model.name,
-        "model_sha256": model.weights_sha256, "config": vars(args) | {"data": str(args.data), "out": str(args.out)},
+        "model_sha256": model.weights_sha256, "config": vars(args) | {"data": str(args.data), "out": str(args.out), "save_dir": str(args.save_dir)},
         "bound": split, "file_bits_per_dim": file_bpd, "full_rate_ratio": file_bpd / total_bound,
         "lossless_all": all(r["lossless"] for r in results),
         "channel_kl_bits_per_dim": float(np.mean([r["kl_bits"] for r in results]) / dims),

@@ -5,7 +5,7 @@ JPEG 2000, and HEVC if pillow-heif is importable) and each setting of its qualit
 image is encoded to bytes in memory and decoded again; the operating point is the data-set
 mean of bpp (file bytes·8 / pixels), PSNR-RGB, MS-SSIM-RGB (:mod:`benchmarks.metrics`) and the
 encoding/decoding seconds per image (one thread). The reports compare the measured curves
-with the anchors of NOTES §4: PSNR at the anchor rates is interpolated linearly in log(bpp)
+with the reference figures (measured with Pillow 13 from real file bytes): PSNR at the anchor rates is interpolated linearly in log(bpp)
 between the two neighbouring operating points (no extrapolation).
 
 Usage:
@@ -39,7 +39,7 @@ PSNR_CAP = 100.0  # dB, for an image decoded exactly (never reached by the defau
 SMALL_SIDE = 128  # images whose smaller side is below this use the "small" sweeps
 QUICK_IMAGES = {"cifar10": 3, "kodak": 2}
 
-# NOTES §4: Kodak PSNR-RGB (dB) at these rates, Pillow 13, real file bytes.
+# Reference figures: Kodak PSNR-RGB (dB) at these rates, Pillow 13, real file bytes.
 ANCHOR_BPPS = (0.25, 0.5, 0.75, 1.0, 2.0)
 KODAK_ANCHORS: dict[Codec, tuple[float, ...]] = {
     Codec.JPEG_420: (24.6, 29.1, 31.2, 32.7, 36.9),
@@ -48,7 +48,7 @@ KODAK_ANCHORS: dict[Codec, tuple[float, ...]] = {
     Codec.JXL: (27.0, 31.1, 33.1, 34.7, 39.1),
     Codec.HEVC: (29.5, 32.5, 34.6, 36.3, 40.7),
 }
-# NOTES §4: CIFAR-10 test, first 200 images: PSNR (dB) at bpp; JPEG's smallest file in bpp.
+# Reference figures: CIFAR-10 test, first 200 images: PSNR (dB) at bpp; JPEG's smallest file in bpp.
 CIFAR_ANCHOR_IMAGES = 200
 CIFAR_ANCHORS: dict[Codec, dict[float, float]] = {
     Codec.WEBP: {2.0: 29.4, 4.0: 34.9},
@@ -166,13 +166,13 @@ def kodak_anchor_section(all_results: dict[Codec, dict]) -> str:
             got = interpolate_psnr(all_results[codec], bpp)
             cells.append("outside measured range" if got is None else f"{got:.2f} vs {anchor:.1f} ({got - anchor:+.2f})")
         rows.append([codec.spec.label] + cells)
-    settings = "\n".join(f"- **{c.spec.label}**: {c.spec.notes_match}" for c in KODAK_ANCHORS)
-    return ("## Check against NOTES §4 (Kodak)\n\n"
+    settings = "\n".join(f"- **{c.spec.label}**: {c.spec.reference_match}" for c in KODAK_ANCHORS)
+    return ("## Check against reference figures (Kodak)\n\n"
             "Measured PSNR-RGB (dB) at the anchor rates, interpolated **linearly in log(bpp)** between the two "
-            "neighbouring operating points of the sweep, next to the NOTES figure and the difference "
-            "(measured − NOTES). Target: within 0.3 dB where the settings match.\n\n"
+            "neighbouring operating points of the sweep, next to the reference figure and the difference "
+            "(measured − reference). Target: within 0.3 dB where the settings match.\n\n"
             + report.table(["codec"] + [f"{b:g} bpp" for b in ANCHOR_BPPS], rows)
-            + "\n\nSettings compared with those of the NOTES figures:\n\n" + settings + "\n")
+            + "\n\nSettings compared with those of the reference figures:\n\n" + settings + "\n")
 
 
 def cifar_anchor_section(measured: dict[Codec, Measurements]) -> str:
@@ -194,11 +194,11 @@ def cifar_anchor_section(measured: dict[Codec, Measurements]) -> str:
                      f"{CIFAR_JPEG_SMALLEST_BPP:.1f}", f"{smallest - CIFAR_JPEG_SMALLEST_BPP:+.2f}",
                      f"{m.results()['bpp'][lowest]:.2f}"])
     note = "" if n == CIFAR_ANCHOR_IMAGES else f" (only {n} images were measured, not {CIFAR_ANCHOR_IMAGES})"
-    return ("## Check against NOTES §4 (CIFAR-10)\n\n"
-            f"NOTES figures are means over the first {CIFAR_ANCHOR_IMAGES} test images; the 'measured' column uses "
+    return ("## Check against reference figures (CIFAR-10)\n\n"
+            f"Reference figures are means over the first {CIFAR_ANCHOR_IMAGES} test images; the 'measured' column uses "
             f"the same first {n} images{note}, the last column all images of this run. PSNR interpolated linearly "
             "in log(bpp); — = outside the measured range.\n\n"
-            + report.table(["codec", "figure", f"measured (first {n})", "NOTES", "difference",
+            + report.table(["codec", "figure", f"measured (first {n})", "reference", "difference",
                             f"measured (all {len(next(iter(measured.values())).names)})"], rows) + "\n")
 
 
@@ -213,7 +213,7 @@ def plot(all_results: dict[Codec, dict], dataset: str, n: int, path):
             anchors = CIFAR_ANCHORS[codec]
             axes[0, 0].plot(list(anchors), list(anchors.values()), "x", color=line.get_color(), ms=7)
     axes[0, 0].set(xlabel="bits per pixel (file bytes, headers included)", ylabel="PSNR-RGB (dB)",
-                   title=f"{dataset}, {n} images (× = NOTES §4 anchors)")
+                   title=f"{dataset}, {n} images (× = reference figures)")
     axes[0, 1].set(xlabel="bits per pixel (file bytes, headers included)", ylabel="MS-SSIM-RGB", title=f"{dataset}, {n} images")
     for ax in axes[0]:
         ax.grid(alpha=0.3)

@@ -16,7 +16,7 @@ from .report import ROOT
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
 DESCRIPTIONS = {
-    "cifar10": "CIFAR-10 test, first {n} images (of the subset's 1,017) from ../shared/data/cifar-10-subset",
+    "cifar10": "CIFAR-10 test, first {n} images ({of}) from ../shared/data/cifar-10-subset",
     "kodak": "Kodak PhotoCD, {n} of 24 images from ../shared/data/kodak",
 }
 
@@ -57,5 +57,6 @@ def centre_crop(rgb: np.ndarray, size: int) -> np.ndarray:
 
 
 def describe(dataset: str, n: int, crop: int | None = None) -> str:
-    text = DESCRIPTIONS[dataset].format(n=n)
+    of = "all the subset holds; the paper used the full 10,000" if n >= 1017 else "of the subset's 1,017"
+    text = DESCRIPTIONS[dataset].format(n=f"{n:,}", of=of)
     return text + (f", centre crops {crop}×{crop}" if crop else "")

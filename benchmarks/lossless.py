@@ -43,8 +43,8 @@ from .pillow_codecs import LosslessCodec, roundtrip
 DEFAULT_DDC_DIR = report.RESULTS / "cifar10" / "ddc"
 DEFAULT_BOUND = report.RESULTS / "cifar10" / "nll_default.json"
 DDC_NAME = re.compile(r"cifar10-test-(\d{4})\.ddc$")
-NOTES_CIFAR = {LosslessCodec.PNG: 5.87, LosslessCodec.WEBP: 4.71, LosslessCodec.JXL: 4.08}  # 1,017 images
-NOTES_BOUND = 3.75  # the DDPM paper's CIFAR-10 test bound
+REFERENCE_CIFAR = {LosslessCodec.PNG: 5.87, LosslessCodec.WEBP: 4.71, LosslessCodec.JXL: 4.08}  # 1,017 images
+PAPER_BOUND = 3.75  # the DDPM paper's CIFAR-10 test bound
 QUICK_CLASSIC_IMAGES = 3
 QUICK_DDC_IMAGES = 2
 DIFFCODEC = "diffcodec"
@@ -209,10 +209,10 @@ def plot(rows: list[Row], bound: dict, path: Path) -> Path:
         n = len(next(iter(by_label.values())).indices)
         bars = ax.bar(xs, ys, width, label=f"{'first' if s == 'all' else 'diffcodec subset,'} {n} images")
         ax.bar_label(bars, fmt="%.2f", fontsize=7)
-    for codec, value in NOTES_CIFAR.items():
+    for codec, value in REFERENCE_CIFAR.items():
         if codec.spec.label in labels:
             ax.plot(labels.index(codec.spec.label), value, "kx", ms=8)
-    ax.plot([], [], "kx", label="NOTES §4 (1,017 images)")
+    ax.plot([], [], "kx", label="reference (1,017 images)")
     for variance, b in bound.items():
         ax.axhline(b.get("subset", b["all"]), ls="--", lw=1, color="grey" if variance == "fixedlarge" else "tab:red",
                    label=f"model bound, {variance} ({'subset' if 'subset' in b else 'all images'})")
@@ -233,7 +233,7 @@ def markdown_body(rows: list[Row], bound: dict, ddc_settings: list, ddc_source: 
         r = a or s
         if r is None:
             continue
-        notes = next((v for c, v in NOTES_CIFAR.items() if c.value == codec), None)
+        notes = next((v for c, v in REFERENCE_CIFAR.items() if c.value == codec), None)
         mean_all = a.mean(a.bits_per_dim) if a else None
         table_rows.append([
             r.label, r.settings, _f(mean_all), _f(notes, 2),
@@ -245,8 +245,8 @@ def markdown_body(rows: list[Row], bound: dict, ddc_settings: list, ddc_source: 
         name = {"fixedlarge": "σ² = β", "fixedsmall": "σ² = β̃"}.get(variance, variance)
         table_rows.append([f"model bound ({variance}, {name})", f"T = 1000 NLL, {b['images']} images",
                            _f(b["all"]) if b["images"] == n_all else f"{_f(b['all'])} ({b['images']} images)",
-                           f"{NOTES_BOUND:.2f} (paper's model)", "—", _f(b.get("subset")), "—", "—", "—"])
-    header = ["codec", "settings", f"bits/dim, first {n_all}", "NOTES (1,017)", "Δ vs NOTES",
+                           f"{PAPER_BOUND:.2f} (paper's model)", "—", _f(b.get("subset")), "—", "—", "—"])
+    header = ["codec", "settings", f"bits/dim, first {n_all}", "reference (1,017)", "Δ vs reference",
               f"bits/dim, diffcodec subset ({n_sub})", "exact", "encode ms/img", "decode ms/img"]
     lines = [
         "Bits per dimension = file bytes·8 / (3·H·W), headers included, mean over images. Every classic file "
@@ -353,7 +353,7 @@ def main(argv=None) -> int:
             out / "lossless.json", "lossless",
             "Lossless coding of CIFAR-10 test images: diffcodec at full rate vs PNG, WebP lossless, JPEG XL "
             "lossless; bits/dim from real file bytes, headers included; one entry per (codec, image set).",
-            results_lists(rows), prov, notes_anchors={c.value: v for c, v in NOTES_CIFAR.items()},
+            results_lists(rows), prov, reference_figures={c.value: v for c, v in REFERENCE_CIFAR.items()},
             bound=bound, diffcodec_settings=ddc_settings,
             diffcodec_indices=sub_idx),
         plot(rows, bound, out / "lossless.png")]

@@ -46,8 +46,8 @@ class CodecSpec:
     small_quick_qualities: tuple | None = None
     feature: str | None = None  # PIL.features name that must be present
     plugin: str | None = None  # module that registers the format with Pillow
-    notes_name: str | None = None  # its name in NOTES §4 (anchors), if any
-    notes_match: str = ""  # how the settings compare to those of the NOTES figures
+    reference_name: str | None = None  # its name in the reference figures, if any
+    reference_match: str = ""  # how the settings compare to those of the reference figures
 
     def default_qualities(self, small: bool = False, quick: bool = False) -> tuple:
         """The sweep for large (Kodak) or small (CIFAR, headers dominate) images."""
@@ -109,8 +109,8 @@ LOSSY: dict[Codec, CodecSpec] = {
     Codec.JPEG_420: CodecSpec(
         "JPEG 4:2:0", "JPEG", lambda q: {"quality": int(q), "subsampling": 2},
         "libjpeg-turbo, 4:2:0, baseline, standard Huffman tables (Pillow defaults)", "quality 1–100",
-        _Q_JPEG, (10, 50, 90), feature="jpg", notes_name="JPEG",
-        notes_match="assumed to match (NOTES: libjpeg-turbo 3.2 through Pillow 13; subsampling not stated, "
+        _Q_JPEG, (10, 50, 90), feature="jpg", reference_name="JPEG",
+        reference_match="assumed to match (reference: libjpeg-turbo 3.2 through Pillow 13; subsampling not stated, "
                     "Pillow's default is 4:2:0)"),
     Codec.JPEG_444: CodecSpec(
         "JPEG 4:4:4", "JPEG", lambda q: {"quality": int(q), "subsampling": 0},
@@ -119,19 +119,19 @@ LOSSY: dict[Codec, CodecSpec] = {
     Codec.WEBP: CodecSpec(
         "WebP", "WEBP", lambda q: {"quality": int(q), "method": 4, "lossless": False},
         "libwebp lossy, method 4 (Pillow's default)", "quality 0–100",
-        _Q_WEBP, (10, 50, 90), feature="webp", notes_name="WebP",
-        notes_match="match (libwebp 1.6 through Pillow 13, defaults)"),
+        _Q_WEBP, (10, 50, 90), feature="webp", reference_name="WebP",
+        reference_match="match (libwebp 1.6 through Pillow 13, defaults)"),
     Codec.AVIF: CodecSpec(
         "AVIF", "AVIF",
         lambda q: {"quality": int(q), "subsampling": "4:4:4", "speed": 6, "range": "full", "max_threads": 1},
         "libavif with aom, 4:4:4, speed 6, full range, 1 thread", "quality 0–100",
-        _Q_AVIF, (20, 50, 80), feature="avif", notes_name="AVIF",
-        notes_match="match (libavif 1.4, 4:4:4, speed 6)"),
+        _Q_AVIF, (20, 50, 80), feature="avif", reference_name="AVIF",
+        reference_match="match (libavif 1.4, 4:4:4, speed 6)"),
     Codec.JXL: CodecSpec(
         "JPEG XL", "JXL", lambda q: {"quality": int(q), "effort": 7, "num_threads": 1},
         "libjxl via pillow-jxl-plugin, VarDCT, effort 7 (default), 1 thread", "quality 0–100",
-        _Q_JXL, (20, 50, 90), plugin="pillow_jxl", notes_name="JPEG XL",
-        notes_match="assumed to match (NOTES give no JPEG XL lossy settings; plugin defaults used)"),
+        _Q_JXL, (20, 50, 90), plugin="pillow_jxl", reference_name="JPEG XL",
+        reference_match="assumed to match (the reference gives no JPEG XL lossy settings; plugin defaults used)"),
     Codec.JPEG2000: CodecSpec(
         "JPEG 2000", "JPEG2000",
         lambda bpp: {"quality_mode": "rates", "quality_layers": [24.0 / bpp], "irreversible": True, "mct": 1,
@@ -142,8 +142,8 @@ LOSSY: dict[Codec, CodecSpec] = {
     Codec.HEVC: CodecSpec(
         "HEVC (HEIF)", "HEIF", lambda q: {"quality": int(q), "chroma": 444},
         "libheif + x265 via pillow-heif, 4:4:4", "quality 0–100",
-        _Q_AVIF, (20, 50, 80), plugin="pillow_heif", notes_name="HEVC intra",
-        notes_match="match if pillow-heif uses x265 at 4:4:4"),
+        _Q_AVIF, (20, 50, 80), plugin="pillow_heif", reference_name="HEVC intra",
+        reference_match="match if pillow-heif uses x265 at 4:4:4"),
 }
 
 
@@ -165,15 +165,15 @@ class LosslessCodec(enum.Enum):
 LOSSLESS: dict[LosslessCodec, CodecSpec] = {
     LosslessCodec.PNG: CodecSpec(
         "PNG", "PNG", lambda _: {"optimize": True, "compress_level": 9},
-        "zlib level 9, optimize", "-", (0,), (0,), feature="zlib", notes_name="PNG"),
+        "zlib level 9, optimize", "-", (0,), (0,), feature="zlib", reference_name="PNG"),
     LosslessCodec.WEBP: CodecSpec(
         "WebP lossless", "WEBP", lambda _: {"lossless": True, "quality": 100, "method": 6, "exact": True},
         "libwebp lossless, method 6, quality 100 (maximum effort)", "-", (0,), (0,), feature="webp",
-        notes_name="WebP lossless"),
+        reference_name="WebP lossless"),
     LosslessCodec.JXL: CodecSpec(
         "JPEG XL lossless", "JXL", lambda _: {"lossless": True, "effort": 9, "num_threads": 1},
         "libjxl modular lossless, effort 9, 1 thread", "-", (0,), (0,), plugin="pillow_jxl",
-        notes_name="JPEG XL lossless"),
+        reference_name="JPEG XL lossless"),
 }
 
 

@@ -53,7 +53,7 @@ def test_classic_quick_files(classic_quick):
         assert "2 scale" in doc["ms_ssim"]  # CIFAR's small-image convention is stated
     md = (classic_quick / "classic.md").read_text()
     check_provenance(md, "classic")
-    assert "NOTES" in md and (classic_quick / "classic.png").stat().st_size > 0
+    assert "reference figures" in md and (classic_quick / "classic.png").stat().st_size > 0
 
 
 @pytest.mark.parametrize("codec", list(LosslessCodec))
@@ -91,7 +91,7 @@ def test_lossless_quick_files(lossless_quick):
     assert dc["images"] == 2 and dc["exact"] == 2 and dc["bits_per_dim"] > 0
     md = (lossless_quick / "lossless.md").read_text()
     check_provenance(md, "lossless")
-    assert "5.87" in md and "4.71" in md  # NOTES anchors next to the measured figures
+    assert "5.87" in md and "4.71" in md  # reference figures next to the measured figures
     assert "4.08" in md or not LosslessCodec.JXL.available()
     assert (lossless_quick / "lossless.png").stat().st_size > 0
     json.dumps(doc)  # plain JSON throughout

@@ -1,0 +1,106 @@
+"""The report commands in --quick mode: the files they write, their CompressAI structure, and
+the consistency of practice (real .ddc prefixes) with theory (the bound of the same images)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.bjontegaard import bd_rate
+
+ROOT = Path(__file__).resolve().parents[1]
+CIFAR = ROOT.parent / "shared" / "data" / "cifar-10-subset"
+needs_cifar = pytest.mark.skipif(not CIFAR.exists(), reason="../shared/data/cifar-10-subset not present")
+COMPRESSAI = ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time")
+
+
+def test_bd_rate_of_a_scaled_curve_is_the_scale():
+    rate, psnr = np.array([0.25, 0.5, 1.0, 2.0]), np.array([28.0, 31.0, 34.0, 37.0])
+    assert bd_rate(rate, psnr, 0.8 * rate, psnr) == pytest.approx(-20.0, abs=1e-9)
+    assert bd_rate(rate, psnr, 1.5 * rate, psnr) == pytest.approx(50.0, abs=1e-9)
+
+
+def test_bd_rate_of_a_quality_shift_follows_the_slope():
+    # 3 dB per doubling of rate: +1 dB at equal rate is 2^(-1/3) of the rate at equal quality
+    rate, psnr = np.array([0.25, 0.5, 1.0, 2.0]), np.array([28.0, 31.0, 34.0, 37.0])
+    assert bd_rate(rate, psnr, rate, psnr + 1) == pytest.approx((2 ** (-1 / 3) - 1) * 100, abs=1e-6)
+    assert bd_rate(rate, psnr, rate, psnr + 20) is None  # no shared quality range
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    return tmp_path_factory.mktemp("bench")
+
+
+def run(module, results, *args):
+    env = os.environ | {"DIFFCODEC_BENCH_RESULTS": str(results)}
+    proc = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", "--quick", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def check_report(md: Path, command: str):
+    text = md.read_text()
+    for field in ("**Command:**", "**Data:**", "**Model:**", "**Device:**", "**Libraries:**"):
+        assert field in text
+    assert command in text
+
+
+@needs_cifar
+@pytest.mark.slow
+def test_split_quick(results):
+    run("split", results)
+    folder = results / "quick" / "cifar10"
+    doc = json.loads((folder / "split.json").read_text())
+    r = doc["results"]
+    assert r["variance"] == ["fixedlarge", "fixedsmall"]
+    for rate, dist, total, bpp in zip(r["rate_bits_per_dim"], r["distortion_bits_per_dim"],
+                                      r["total_bits_per_dim"], r["bpp"]):
+        assert rate > 0 and dist > 0 and total == pytest.approx(rate + dist) and bpp == pytest.approx(3 * total)
+    assert r["distortion_bits_per_dim"][0] == r["distortion_bits_per_dim"][1]  # L_0 does not depend on σ_t², t ≥ 2
+    assert doc["paper"]["total_bits_per_dim"] == 3.75
+    check_report(folder / "split.md", "python -m benchmarks.split --quick")
+    assert (folder / "split.png").stat().st_size > 1000
+
+
+@needs_cifar
+@pytest.mark.slow
+def test_rd_curve_quick_practice_lies_on_theory(results):
+    run("rd_curve", results)
+    folder = results / "quick" / "cifar10"
+    doc = json.loads((folder / "rd_curve.json").read_text())
+    r = doc["results"]
+    assert set(COMPRESSAI) <= r.keys() and len({len(v) for v in r.values()}) == 1
+    assert r["t"] == sorted(r["t"], reverse=True) and r["bpp"] == sorted(r["bpp"])
+    assert r["rmse_0_255"] == sorted(r["rmse_0_255"], reverse=True)
+    # every prefix costs at least its share of the bound's rate, and the full file is lossless
+    for bits, theory in zip(r["bits_per_dim"], r["theory_rate_bits_per_dim"]):
+        assert bits > theory
+    assert doc["lossless"]["full_rate"] == doc["lossless"]["exact"] == 2
+    assert doc["lossless"]["ratio"] > 1
+    # coded x_t follow q(x_t|x_0): RMSE of x̂_0 matches the bound's on the same images
+    for t, rmse, theory in zip(r["t"], r["rmse_0_255"], r["theory_rmse_0_255"]):
+        assert abs(rmse / theory - 1) < 0.15, (t, rmse, theory)
+    check_report(folder / "rd_curve.md", "python -m benchmarks.rd_curve --quick")
+    assert len(list((folder / "ddc").glob("cifar10-test-*.ddc"))) == 2
+
+
+@needs_cifar
+@pytest.mark.slow
+def test_compare_quick(results):
+    out = run("compare", results)
+    folder = results / "quick" / "cifar10"
+    for name in ("diffcodec-mean", "diffcodec-flow", "jpeg420", "webp", "avif"):
+        doc = json.loads((folder / f"compare-{name}.json").read_text())
+        assert {"name", "description", "results"} <= doc.keys()
+        r = doc["results"]
+        assert set(COMPRESSAI) <= r.keys() and len({len(r[k]) for k in COMPRESSAI}) == 1
+        assert all(0 < m <= 1 for m in r["ms-ssim-rgb"])
+    text = (folder / "compare.md").read_text()
+    assert "BD-rate" in text and "JPEG 4:2:0" in text
+    assert "diffcodec mean" in out

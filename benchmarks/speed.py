@@ -64,7 +64,7 @@ def time_codec(case: CodecCase, model, repeats: int) -> dict:
         enc_s.append(t1 - t0)
         dec_s.append(time.perf_counter() - t1)
     err = dec.image.rgb.astype(np.float64) - rgb
-    psnr = float("inf") if not err.any() else float(10 * np.log10(255**2 / np.mean(err**2)))
+    psnr = None if not err.any() else float(10 * np.log10(255**2 / np.mean(err**2)))  # None: lossless
     return {"case": case.name, "what": case.what, "size": f"{rgb.shape[1]}x{rgb.shape[0]}",
             "bpp": len(enc.data) * 8 / (rgb.shape[0] * rgb.shape[1]), "psnr": psnr, "t": dec.t,
             "encode_s": enc_s, "decode_s": dec_s, "encode_s_median": statistics.median(enc_s),
@@ -124,7 +124,8 @@ def main(argv=None) -> int:
     for case in cases:
         rows.append(time_codec(case, model, args.repeats))
         r = rows[-1]
-        print(f"{r['case']:>18} {r['size']:>8} {r['bpp']:6.3f} bpp {r['psnr']:6.2f} dB t={r['t']:<4} "
+        quality = "lossless" if r["psnr"] is None else f"{r['psnr']:.2f} dB"
+        print(f"{r['case']:>18} {r['size']:>8} {r['bpp']:6.3f} bpp {quality:>9} t={r['t']:<4} "
               f"encode {r['encode_s_median']:7.2f} s decode {r['decode_s_median']:6.2f} s", flush=True)
     train = []
     for name, batch in train_cases.items():
@@ -132,7 +133,7 @@ def main(argv=None) -> int:
         r = train[-1]
         print(f"train {name:>14} ({r['parameters']:,} parameters) batch {batch}: {r['step_s_median']:.2f} s/step, "
               f"{r['images_per_s']:.1f} images/s", flush=True)
-    results = {"bpp": [r["bpp"] for r in rows], "psnr-rgb": [r["psnr"] if np.isfinite(r["psnr"]) else None for r in rows],
+    results = {"bpp": [r["bpp"] for r in rows], "psnr-rgb": [r["psnr"] for r in rows],
                "encoding_time": [r["encode_s_median"] for r in rows],
                "decoding_time": [r["decode_s_median"] for r in rows], "case": [r["case"] for r in rows]}
     report.write_compressai(out / "speed.json", f"diffcodec-{model.name}-speed",
@@ -142,7 +143,7 @@ def main(argv=None) -> int:
         f"Medians of {args.repeats} runs in one process; the codec's network passes run on one thread.\n",
         "## Codec\n",
         report.table(["case", "size", "bpp", "PSNR", "t reached", "encode s", "decode s", "images/s (decode)"],
-                     [[r["what"], r["size"], f"{r['bpp']:.3f}", "lossless" if not np.isfinite(r["psnr"]) else f"{r['psnr']:.2f}",
+                     [[r["what"], r["size"], f"{r['bpp']:.3f}", "lossless" if r["psnr"] is None else f"{r['psnr']:.2f}",
                        r["t"], f"{r['encode_s_median']:.2f}", f"{r['decode_s_median']:.2f}",
                        f"{1 / r['decode_s_median']:.2f}"] for r in rows]),
         "\n## Training (Algorithm 1: L_simple, Adam, gradient clipping; 32×32 images)\n",

@@ -104,3 +104,15 @@ def test_compare_quick(results):
     text = (folder / "compare.md").read_text()
     assert "BD-rate" in text and "JPEG 4:2:0" in text
     assert "diffcodec mean" in out
+
+
+@needs_cifar
+def test_speed_quick(results):
+    run("speed", results)
+    doc = json.loads((results / "quick" / "speed" / "speed.json").read_text())
+    r = doc["results"]
+    assert set(r) >= {"bpp", "encoding_time", "decoding_time"} and len({len(v) for v in r.values()}) == 1
+    assert all(s > 0 for s in r["encoding_time"] + r["decoding_time"])
+    (train,) = doc["training"]
+    assert train["config"] == "tiny" and train["parameters"] == 1_113_955 and train["steps_per_s"] > 0
+    check_report(results / "quick" / "speed" / "speed.md", "python -m benchmarks.speed --quick")

@@ -39,6 +39,7 @@ import numpy as np
 
 from . import datasets, report
 from .pillow_codecs import LosslessCodec, roundtrip
+from .practice import encode_missing
 
 DEFAULT_DDC_DIR = report.RESULTS / "cifar10" / "ddc"
 DEFAULT_BOUND = report.RESULTS / "cifar10" / "nll_default.json"
@@ -115,18 +116,11 @@ def find_ddc(folder: Path) -> DdcFiles:
 
 def quick_encode(images: list[datasets.EvalImage], model, folder: Path) -> DdcFiles:
     """Encode the first images at full rate with a fast setting (for ``--quick``)."""
-    from bitstream.container import ImageMode
-    from diffcodec.codec import CodecConfig, Stop, compress
-    from diffcodec.images import CodecImage
+    from diffcodec.codec import CodecConfig
 
-    config = CodecConfig(log2_candidates=4, chunk_bits=2.0)
-    files = DdcFiles({})
-    for index, im in enumerate(images):
-        t0 = time.perf_counter()
-        enc = compress(CodecImage(im.rgb, ImageMode.RGB), model, config, Stop())
-        files.encode_s[index] = time.perf_counter() - t0
-        files.paths[index] = folder / f"cifar10-test-{index:04d}.ddc"
-        files.paths[index].write_bytes(enc.data)
+    seconds = encode_missing(images, folder, model.name, CodecConfig(log2_candidates=4, chunk_bits=2.0), workers=1)
+    files = find_ddc(folder)
+    files.encode_s.update({index: seconds[images[index].name] for index in files.paths})
     return files
 
 

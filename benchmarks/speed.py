@@ -14,6 +14,7 @@ its encoder time grows as 2**candidates per call and with the pixel count.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import time
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 from . import datasets, report
+from .metrics import psnr_rgb
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,8 @@ def time_codec(case: CodecCase, model, repeats: int) -> dict:
         dec = decompress(enc.data, model)
         enc_s.append(t1 - t0)
         dec_s.append(time.perf_counter() - t1)
-    err = dec.image.rgb.astype(np.float64) - rgb
-    psnr = None if not err.any() else float(10 * np.log10(255**2 / np.mean(err**2)))  # None: lossless
+    psnr = psnr_rgb(rgb, dec.image.rgb)
+    psnr = None if math.isinf(psnr) else psnr  # None: lossless
     return {"case": case.name, "what": case.what, "size": f"{rgb.shape[1]}x{rgb.shape[0]}",
             "bpp": len(enc.data) * 8 / (rgb.shape[0] * rgb.shape[1]), "psnr": psnr, "t": dec.t,
             "encode_s": enc_s, "decode_s": dec_s, "encode_s_median": statistics.median(enc_s),

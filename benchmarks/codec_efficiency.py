@@ -35,6 +35,9 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar-10-subset"
 def _encode_one(args):
     index, rgb, model_name, config, save_dir = args
     torch.set_num_threads(1)
+    import numba
+
+    numba.set_num_threads(1)  # one process per core: no nested threads
     from bitstream.container import ImageMode
     from diffcodec.checkpoint import load_model
     from diffcodec.codec import Stop, compress, decompress

@@ -27,6 +27,9 @@ def _worker_setup():
     import torch
 
     torch.set_num_threads(1)
+    import numba
+
+    numba.set_num_threads(1)  # one process per core: no nested threads
 
 
 def _encode(job):

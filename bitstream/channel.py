@@ -21,7 +21,9 @@ ln w_n is computed from u_n without forming z_n (all terms are per-dimension sum
     b_i = p_std_i * delta_i / q_std_i^2,       delta = q_mean - p_mean,
     c_i = ln(p_std_i / q_std_i) - delta_i^2 / (2 q_std_i^2).
 
-No neural network code here: numpy and constriction only.
+The candidates' log-weights are computed by a compiled loop (``bitstream.kernels``) that
+never holds the candidate vectors in memory.  No neural network code here: numpy, numba and
+constriction only.
 """
 
 from __future__ import annotations
@@ -32,10 +34,10 @@ import math
 import constriction
 import numpy as np
 
-from .noise import SharedNoise
+from .noise import LANE_NORMAL, SharedNoise, stream_key
 
-# float64 elements per candidate block (16 MiB of normals): bounds encoder memory.
-BLOCK_ELEMENTS = 1 << 21
+# candidates scored per pass (their log-weights and arrival times are held in memory at once)
+CANDIDATES_PER_BLOCK = 1 << 20
 
 
 def _as_std(std, d: int) -> np.ndarray:
@@ -88,17 +90,17 @@ def simulate(q_mean, q_std, p_mean, p_std, noise: SharedNoise, key, log2_candida
     k = int(log2_candidates)
     if not 0 <= k <= 30:
         raise ValueError("log2_candidates must be in [0, 30]")
+    from . import kernels  # numba: imported by the encoder only, the decoder starts faster
+
     a, b, c = log_weight_coefficients(q_mean, q_std, p_mean, p_std)
-    d = a.size
     n_total = 1 << k
-    rows = max(1, min(n_total, BLOCK_ELEMENTS // (4 * SharedNoise.blocks_per_row(d))))
+    stream = stream_key(key)
     best_score = np.inf
     best_index = 0
     t_offset = 0.0
-    for start in range(0, n_total, rows):
-        count = min(rows, n_total - start)
-        u = noise.normals(key, start, count, d)
-        logw = (u * u) @ a + u @ b + c
+    for start in range(0, n_total, CANDIDATES_PER_BLOCK):
+        count = min(CANDIDATES_PER_BLOCK, n_total - start)
+        logw = kernels.log_weights(noise.seed, stream, LANE_NORMAL, start, count, a, b, c)
         arrivals = t_offset + np.cumsum(noise.exponentials(key, start, count))
         t_offset = float(arrivals[-1])
         score = np.log(arrivals) - logw

@@ -131,6 +131,25 @@ def test_decoder_reconstructs_encoder_sample(per_dim):
         assert np.array_equal(reconstruct(idx, p_mean, p_std, nz, (call, 0)), sample)
 
 
+@pytest.mark.parametrize("d", [1, 3, 4, 5, 33, 300])
+def test_compiled_log_weights_match_numpy_normals(d):
+    """The fused kernel scores candidate n exactly as the recipe's normals do (up to rounding)."""
+    from bitstream import kernels
+    from bitstream.channel import log_weight_coefficients
+    from bitstream.noise import LANE_NORMAL, stream_key
+
+    rng = np.random.default_rng(d)
+    nz = SharedNoise(2**63 + 17)
+    q_mean, q_std, p_mean, p_std = _setup(d, rng, per_dim=True)
+    a, b, c = log_weight_coefficients(q_mean, q_std, p_mean, p_std)
+    start, count = 1000, 257
+    u = nz.normals((4, 9), start, count, d)
+    want = (u * u) @ a + u @ b + c
+    got = kernels.log_weights(nz.seed, stream_key((4, 9)), LANE_NORMAL, start, count, a, b, c)
+    assert got.shape == (count,)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-10)
+
+
 def test_blocking_does_not_change_selection(monkeypatch):
     import bitstream.channel as ch
 
@@ -138,7 +157,7 @@ def test_blocking_does_not_change_selection(monkeypatch):
     nz = SharedNoise(5)
     q_mean, q_std, p_mean, p_std = _setup(33, rng)
     ref = simulate(q_mean, q_std, p_mean, p_std, nz, 3, 11)
-    monkeypatch.setattr(ch, "BLOCK_ELEMENTS", 36 * 100)  # 100 rows a block, ragged tail
+    monkeypatch.setattr(ch, "CANDIDATES_PER_BLOCK", 100)  # 100 candidates a block, ragged tail
     got = ch.simulate(q_mean, q_std, p_mean, p_std, nz, 3, 11)
     assert got[0] == ref[0] and np.array_equal(got[1], ref[1])
 

@@ -4,12 +4,14 @@ step by the paper's method (theory), and from real ``.ddc`` files at the records
 
 Usage:
   python -m benchmarks.rd_curve --dataset cifar10 --limit 100   # files in results/cifar10/ddc/
+  python -m benchmarks.rd_curve --dataset kodak --crop 64        # 24 centre crops, results/kodak/ddc-c64/
   python -m benchmarks.rd_curve --quick                         # 2 images, fast encoder, minutes
 
 Files missing from the folder are encoded first (at full rate, with the encoder's defaults
 unless ``--candidates``/``--chunk-bits`` say otherwise). Theory is the exact T = 1000 bound of
-the same images (σ² = β, the paper's), and, when present, of all 1,017 test images
-(``nll_<model>.json`` from ``python -m benchmarks.split``).
+the same images (σ² = β, the paper's), and, when present, of the whole data set
+(``nll_<model>[-c<crop>].json`` from ``python -m benchmarks.split``).  Outputs are named
+``rd_curve[-c<crop>].{json,md,png}``.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ RMSE_TOLERANCE = 0.05  # practice RMSE vs the same images' bound: coded x_t foll
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--dataset", choices=["cifar10"], default="cifar10")
+    ap.add_argument("--dataset", choices=["cifar10", "kodak"], default="cifar10")
     ap.add_argument("--model", default="default")
     ap.add_argument("--limit", type=int, default=100)
+    ap.add_argument("--crop", type=int, default=None, help="centre crops of this size (Kodak)")
     ap.add_argument("--ddc-dir", type=Path, default=None, help="full-rate files (default: results/<dataset>/ddc)")
     ap.add_argument("--candidates", type=int, default=12, help="log2 of candidates per call, for new files")
     ap.add_argument("--chunk-bits", type=float, default=5.0, help="KL per call, for new files")
@@ -46,8 +49,10 @@ def main(argv=None) -> int:
     if args.quick:
         args.limit, args.candidates, args.chunk_bits, args.flow_steps = 2, 8, 3.0, 10
     out = report.results_dir(args.dataset, args.quick)
-    folder = args.ddc_dir or out / "ddc"
-    images = datasets.load(args.dataset, args.limit)
+    suffix = f"-c{args.crop}" if args.crop else ""
+    folder = args.ddc_dir or out / f"ddc{suffix}"
+    images = datasets.load(args.dataset, args.limit, args.crop)
+    whole = len(images) == len(datasets.load(args.dataset, None, args.crop))
     model = load_model(args.model)
     settings = CodecConfig(log2_candidates=args.candidates, chunk_bits=args.chunk_bits)
     encode_s = encode_missing(images, folder, model.name, settings, None, args.workers)
@@ -55,8 +60,9 @@ def main(argv=None) -> int:
     images = [im for im in images if im.name in per_image]
     h, w = images[0].rgb.shape[:2]
     pixels = h * w
-    theory = bound_document(model, [im.rgb for im in images], cache_path(out, model, len(images), False))
-    full_path = cache_path(report.results_dir(args.dataset), model, 0, True)
+    full_path = cache_path(report.results_dir(args.dataset), model, 0, True, args.crop)
+    theory = bound_document(model, [im.rgb for im in images],
+                            full_path if whole and not args.quick else cache_path(out, model, len(images), False, args.crop))
     full = load_document(full_path, model)
     mean_pts = operating_points(per_image, "mean", pixels)
     flow_pts = operating_points(per_image, "flow", pixels)
@@ -70,7 +76,7 @@ def main(argv=None) -> int:
         p["rmse_rel_diff"] = p["rmse_0_255"] / p["theory_rmse_0_255"] - 1
         p["flow_psnr"], p["flow_rmse_0_255"] = f["psnr"], f["rmse_0_255"]
     full_bits = lossless["bpp"] / 3 if lossless["bpp"] else None
-    data = datasets.describe(args.dataset, len(images))
+    data = datasets.describe(args.dataset, len(images), args.crop)
     prov = report.Provenance(data=data, model=f"{model.name} (weights sha256 {model.weights_sha256[:12]}…)",
                              device=report.device_description())
     enc_med = float(np.median(list(encode_s.values()))) if encode_s else None
@@ -89,7 +95,7 @@ def main(argv=None) -> int:
     }
     theory_total = theory["total_bits_per_dim"]
     report.write_compressai(
-        out / "rd_curve.json", f"diffcodec-{model.name}",
+        out / f"rd_curve{suffix}.json", f"diffcodec-{model.name}",
         f"Prefixes of full-rate .ddc files of {data}; mean reconstruction x̂_0 (eq. 15); "
         f"encoding_time is the full-rate encode (null when the files were already there)", results, prov,
         settings={k: str(v) for k, v in settings.__dict__.items()}, rmse_tolerance=RMSE_TOLERANCE,
@@ -115,7 +121,7 @@ def main(argv=None) -> int:
     body = [f"Model `{model.name}` on {data}. Rates are cumulative bits/dim, RMSE of x̂_0 on [0, 255]. "
             f"Theory is the exact bound by the paper's method (σ² = β); practice is the prefix of real "
             f"full-rate `.ddc` files ending with each record, header and framing included, decoded by "
-            f"`decompress`. The paper's figures are for its 35.7M-parameter network on the full test set.\n",
+            f"`decompress`. The paper's figures are for its 35.7M-parameter network on the full CIFAR-10 test set.\n",
             "## Table 4 rows\n",
             report.table(["steps done", "paper rate", "paper RMSE", f"theory rate ({n_full} images)", "RMSE",
                           f"theory rate ({len(images)} images)", "RMSE", "practice at nearest record: bits/dim, RMSE"],
@@ -134,11 +140,14 @@ def main(argv=None) -> int:
             f"q(x_t|x_0) up to the channel simulation's truncation). Early prefixes cost more than "
             f"theory mostly through the fixed header and per-record framing (a few bytes each on a "
             f"{pixels}-pixel image). Encoder settings: {settings}.\n"]
-    report.write_markdown(out / "rd_curve.md", f"Rate–distortion curve (Table 4, Fig. 5): {data}", "\n".join(body), prov)
+    report.write_markdown(out / f"rd_curve{suffix}.md", f"Rate–distortion curve (Table 4, Fig. 5): {data}", "\n".join(body), prov)
 
+    curves = [(full, f"theory, {n_full} images", "-")]
+    if full is None or full["images"] != theory["images"]:  # else the same images: one curve
+        curves.append((theory, f"theory, {len(images)} images", "--"))
     fig, axes = report.figure(1, 2)
     ax = axes[0, 0]
-    for doc, label, style in ((full, f"theory, {n_full} images", "-"), (theory, f"theory, {len(images)} images", "--")):
+    for doc, label, style in curves:
         if doc is None:
             continue
         cum = np.array(doc["by_variance"]["fixedlarge"]["cumulative_rate_bits_per_dim"])
@@ -152,7 +161,7 @@ def main(argv=None) -> int:
     ax.legend(fontsize=7)
     ax.set_title("Distortion against rate (Fig. 5)", fontsize=9)
     ax = axes[0, 1]
-    for doc, label, style in ((full, f"theory, {n_full} images", "-"), (theory, f"theory, {len(images)} images", "--")):
+    for doc, label, style in curves:
         if doc is not None:
             ax.plot(np.arange(1, T + 1), doc["by_variance"]["fixedlarge"]["cumulative_rate_bits_per_dim"], style, label=label)
     ax.plot([r[0] for r in paper.TABLE4], [r[1] for r in paper.TABLE4], "ks", ms=4, label="paper, Table 4")
@@ -162,7 +171,7 @@ def main(argv=None) -> int:
     ax.set_ylabel("cumulative rate (bits/dim)")
     ax.legend(fontsize=7)
     ax.set_title("Rate against reverse steps", fontsize=9)
-    report.save_figure(fig, out / "rd_curve.png")
+    report.save_figure(fig, out / f"rd_curve{suffix}.png")
 
     for p in mean_pts:
         print(f"t={p['t']:>4}: file {p['bits_per_dim']:.4f} bits/dim (theory {p['theory_rate_bits_per_dim']:.4f}, "
@@ -171,7 +180,7 @@ def main(argv=None) -> int:
     if full_bits:
         print(f"full rate: {full_bits:.3f} bits/dim, bound {theory_total:.3f}, ratio {full_bits / theory_total:.3f}; "
               f"{lossless['exact']}/{lossless['full_rate']} bit-exact")
-    print(f"wrote {out}/rd_curve.{{json,md,png}}")
+    print(f"wrote {out}/rd_curve{suffix}.{{json,md,png}}")
     return 0
 
 

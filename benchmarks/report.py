@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 COMPRESSAI_KEYS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time")
-_PACKAGES = ("torch", "numpy", "constriction", "pillow", "pillow-jxl-plugin", "matplotlib")
+_PACKAGES = ("torch", "numpy", "numba", "constriction", "pillow", "pillow-jxl-plugin", "matplotlib")
 
 
 def results_dir(dataset: str, quick: bool = False) -> Path:

@@ -7,8 +7,9 @@ Usage:
   python -m benchmarks.speed --device cuda       # on a GPU
   python -m benchmarks.speed --quick             # one repeat, small cases, seconds
 
-The codec runs its network passes on one thread (float outputs depend on the thread count);
-its encoder time grows as 2**candidates per call and with the pixel count.
+The codec runs its network passes on one thread (float outputs depend on the thread count) and
+scores channel-simulation candidates on every core (numba); its encoder time grows as
+2**candidates per call and with the pixel count.
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ def main(argv=None) -> int:
                             "Encode/decode seconds per image (medians) by case; training seconds per step",
                             results, prov, repeats=args.repeats, codec_cases=rows, training=train)
     body = "\n".join([
-        f"Medians of {args.repeats} runs in one process; the codec's network passes run on one thread.\n",
+        f"Medians of {args.repeats} runs in one process; the codec's network passes run on one thread, its candidate scoring on every core.\n",
         "## Codec\n",
         report.table(["case", "size", "bpp", "PSNR", "t reached", "encode s", "decode s", "images/s (decode)"],
                      [[r["what"], r["size"], f"{r['bpp']:.3f}", "lossless" if r["psnr"] is None else f"{r['psnr']:.2f}",

@@ -14,7 +14,8 @@ import enum
 from dataclasses import dataclass, replace
 
 MAGIC = b"DDC"
-VERSION = 1
+VERSION = 2  # written by this build
+READABLE_VERSIONS = (1, 2)  # 1 differs only in the lossless record (FORMAT.md §7, §10)
 
 # Limits checked before anything is allocated for an image.
 MAX_SIDE = 1 << 16
@@ -101,6 +102,7 @@ class Header:
     chunk_quarter_bits: int = 20  # KL budget per call, in units of 1/4 bit
     seed: int = 0  # key of the shared randomness
     body_bytes: int = 0  # bytes of all records after the header (set by ``pack``)
+    version: int = VERSION  # format version (byte 3)
 
     def __post_init__(self):
         object.__setattr__(self, "mode", ImageMode(self.mode))
@@ -111,6 +113,9 @@ class Header:
         self.validate()
 
     def validate(self) -> None:
+        if self.version not in READABLE_VERSIONS:
+            raise FormatError(f".ddc format version {self.version} is not supported "
+                              f"(this build reads {', '.join(map(str, READABLE_VERSIONS))})")
         if not (1 <= self.width <= MAX_SIDE and 1 <= self.height <= MAX_SIDE):
             raise FormatError(f"image size {self.width}x{self.height} outside 1..{MAX_SIDE} per side")
         if self.width * self.height > MAX_PIXELS:
@@ -140,7 +145,7 @@ class Header:
         flags0 = int(self.mode)
         flags1 = int(self.variance) | int(self.layout) << 1
         body = b"".join([
-            MAGIC, bytes([VERSION]), self.model_hash,
+            MAGIC, bytes([self.version]), self.model_hash,
             write_varint(self.width), write_varint(self.height),
             bytes([flags0, flags1, self.schedule_id, self.t_stop, self.groups, self.log2_candidates,
                    self.chunk_quarter_bits]),
@@ -153,8 +158,9 @@ class Header:
         """(header, position of the first record)."""
         if len(data) < 4 or data[:3] != MAGIC:
             raise FormatError("not a .ddc file (bad magic)")
-        if data[3] != VERSION:
-            raise FormatError(f".ddc format version {data[3]} is not supported (this build reads {VERSION})")
+        if data[3] not in READABLE_VERSIONS:
+            raise FormatError(f".ddc format version {data[3]} is not supported "
+                              f"(this build reads {', '.join(map(str, READABLE_VERSIONS))})")
         try:
             pos = 4
             model_hash = data[pos:pos + 4]
@@ -180,7 +186,7 @@ class Header:
             raise FormatError("truncated header")
         header = cls(model_hash, width, height, ImageMode(flags0), VarianceChoice(flags1 & 1),
                      RecordLayout(flags1 >> 1 & 1), schedule_id, t_stop, groups, tile, log2_candidates, quarter, seed,
-                     body_bytes)
+                     body_bytes, data[3])
         return header, pos + 2
 
 

@@ -24,7 +24,8 @@ def sigma(level: int) -> float:
     return 2.0 ** (level / 16.0 - 4.0)
 
 
-def _model(level: int, bound: int = HIGH):
+def gaussian_model(level: int, bound: int = HIGH):
+    """Discretised Gaussian of σ level ``level``, mean 0, on −bound..bound."""
     return constriction.stream.model.QuantizedGaussian(-bound, bound, 0.0, sigma(level))
 
 
@@ -67,17 +68,17 @@ def encode(residuals, level: int, bound: int = HIGH) -> bytes:
     r = _check(residuals, bound)
     enc = constriction.stream.queue.RangeEncoder()
     if r.size:
-        enc.encode(r, _model(level, bound))
+        enc.encode(r, gaussian_model(level, bound))
     return enc.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
 
 
 def decode(data: bytes, count: int, level: int, bound: int = HIGH) -> np.ndarray:
     data = bytes(data) + b"\0" * (-len(data) % 4)
     dec = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
-    return np.asarray(dec.decode(_model(level, bound), int(count)), dtype=np.int64)
+    return np.asarray(dec.decode(gaussian_model(level, bound), int(count)), dtype=np.int64)
 
 
-# ---- colour planes ---------------------------------------------------------------------------
+# ---- colour planes (the lossless record of format version 1; version 2: ``interlaced``) ------
 # The residuals of the colour planes of one image are correlated (a prediction that is too dark
 # in red tends to be too dark in green).  Plane c ≥ 1 is predicted from the planes before it,
 # p_c = Σ_j (k_cj · r_j + 8) >> 4 (integer arithmetic, k_cj ∈ −24..24 sent as signed bytes),
@@ -119,7 +120,7 @@ def encode_planes(planes) -> bytes:
     enc = constriction.stream.queue.RangeEncoder()
     for c, e in enumerate(innovations):
         if e.size:
-            enc.encode(e.astype(np.int32), _model(levels[c], PLANE_BOUND))
+            enc.encode(e.astype(np.int32), gaussian_model(levels[c], PLANE_BOUND))
     stream = enc.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
     return bytes(levels) + bytes(coef_bytes) + stream
 
@@ -141,6 +142,6 @@ def decode_planes(data: bytes, channels: int, count: int) -> np.ndarray:
     for c in range(C):
         coefs = signed[pos:pos + c]
         pos += c
-        e = np.asarray(dec.decode(_model(levels[c], PLANE_BOUND), n), dtype=np.int64) if n else np.zeros(0, np.int64)
+        e = np.asarray(dec.decode(gaussian_model(levels[c], PLANE_BOUND), n), dtype=np.int64) if n else np.zeros(0, np.int64)
         planes[c] = e + _plane_prediction(planes, c, coefs)
     return planes

@@ -29,6 +29,7 @@ SHARED = ROOT.parent / "shared" / "data"
 CIFAR = SHARED / "cifar-10-subset"
 KODAK = SHARED / "kodak"
 GOLDEN = Path(__file__).parent / "golden" / "cifar0_default_fast.ddc"
+GOLDEN_V1 = Path(__file__).parent / "golden" / "cifar0_default_fast_v1.ddc"  # written by format version 1
 FAST = CodecConfig(groups=12, log2_candidates=6, chunk_bits=2.0)
 needs_data = pytest.mark.skipif(not CIFAR.is_dir() or not KODAK.is_dir(), reason="../shared/data is absent")
 
@@ -66,6 +67,20 @@ def test_golden_file(model):
     data = compress(image, model, FAST, Stop()).data
     assert data == GOLDEN.read_bytes()
     assert np.array_equal(decompress(GOLDEN.read_bytes(), model).image.rgb, image.rgb)
+
+
+@needs_data
+def test_version_1_golden_file_still_decodes(model):
+    """A file of format version 1 (the older lossless record) decodes bit-exactly, and is larger
+    than the version-2 file of the same settings only in its lossless record."""
+    image = cifar_image(0)
+    old, new = GOLDEN_V1.read_bytes(), GOLDEN.read_bytes()
+    u_old, u_new = unpack(old), unpack(new)
+    assert u_old.header.version == 1 and u_new.header.version == 2
+    out = decompress(old, model)
+    assert out.t == 0 and out.exact and np.array_equal(out.image.rgb, image.rgb)
+    assert u_old.records[:-1] == u_new.records[:-1]  # the channel records are unchanged
+    assert len(u_new.records[-1]) < len(u_old.records[-1])
 
 
 @needs_data

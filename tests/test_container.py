@@ -180,23 +180,36 @@ def test_header_body_bytes_defaults_to_zero():
 def test_header_golden_bytes():
     # Pinned: any change here changes the file format.
     expected = bytes.fromhex(
-        "444443" "01" "01020304" "ac02" "c801" "02" "03" "01" "07" "21" "0a" "11" "8002"
-        "ffffffffffffffffff01" "00" "6a78"
+        "444443" "02" "01020304" "ac02" "c801" "02" "03" "01" "07" "21" "0a" "11" "8002"
+        "ffffffffffffffffff01" "00" "6179"
     )
     assert full_header().to_bytes() == expected
     assert Header.from_bytes(expected)[0] == full_header()
     # default fields, 1x1 image
-    assert Header(b"abcd", 1, 1).to_bytes() == bytes.fromhex("444443 01 61626364 01 01 00 00 00 0a 28 0c 14 00 00 00 2264")
+    assert Header(b"abcd", 1, 1).to_bytes() == bytes.fromhex("444443 02 61626364 01 01 00 00 00 0a 28 0c 14 00 00 00 0455")
     # the largest body length, as a 9-byte varint
     assert Header(HASH, 1, 1, body_bytes=2**62 - 1).to_bytes() == bytes.fromhex(
-        "444443 01 01020304 01 01 00 00 00 0a 28 0c 14 00 00 ffffffffffffffff3f 95e6")
+        "444443 02 01020304 01 01 00 00 00 0a 28 0c 14 00 00 ffffffffffffffff3f 4928")
+
+
+def test_version_1_headers_still_read():
+    # Pinned bytes written by version 1 (same layout, version byte 01): read, and written back as is.
+    v1 = bytes.fromhex(
+        "444443" "01" "01020304" "ac02" "c801" "02" "03" "01" "07" "21" "0a" "11" "8002"
+        "ffffffffffffffffff01" "00" "6a78"
+    )
+    header = Header.from_bytes(v1)[0]
+    assert header.version == 1 and header == replace(full_header(), version=1)
+    assert header.to_bytes() == v1
+    assert Header(b"abcd", 1, 1, version=1).to_bytes() == bytes.fromhex(
+        "444443 01 61626364 01 01 00 00 00 0a 28 0c 14 00 00 00 2264")
 
 
 def test_pack_golden_bytes():
     # Pinned: a whole small file, header (body_bytes = 7) and two records.
     data = pack(Header(b"abcd", 1, 1), [b"", b"x"])
     assert data == bytes.fromhex(
-        "444443 01 61626364 01 01 00 00 00 0a 28 0c 14 00 00 07 c514"  # header, body_bytes 7
+        "444443 02 61626364 01 01 00 00 00 0a 28 0c 14 00 00 07 e325"  # header, body_bytes 7
         "00 0f1d"  # record 0: length 0, CRC of 00 00
         "01 78 0237"  # record 1: length 1, "x", CRC of 01 01 78
     )
@@ -206,15 +219,15 @@ def test_pack_golden_bytes():
 def test_format_md_examples():
     # the worked examples in bitstream/FORMAT.md (§3, §4.1)
     assert Header(bytes(4), 32, 32).to_bytes() == bytes.fromhex(
-        "444443 01 00000000 20 20 00 00 00 0a 28 0c 14 00 00 00 deaa")
+        "444443 02 00000000 20 20 00 00 00 0a 28 0c 14 00 00 00 f89b")
     h = Header(bytes.fromhex("a1b2c3d4"), 300, 200, ImageMode.RGBA, VarianceChoice.BETA,
                RecordLayout.EVERY_STEP, seed=1234567)
     assert h.to_bytes() == bytes.fromhex(
-        "44444301a1b2c3d4 ac02 c801 02 03 000a280c14 00 87ad4b 00 eaa7")
+        "44444302a1b2c3d4 ac02 c801 02 03 000a280c14 00 87ad4b 00 d1c9")
     assert pack_record(0, b"\x01\x02") == bytes.fromhex("02 0102 d3f9")
     assert crc16(bytes.fromhex("00 02 0102")) == 0xF9D3
     assert pack(Header(bytes(4), 32, 32), [b"\x01\x02"]) == bytes.fromhex(
-        "444443 01 00000000 20 20 00 00 00 0a 28 0c 14 00 00 05 7bfa" "02 0102 d3f9")
+        "444443 02 00000000 20 20 00 00 00 0a 28 0c 14 00 00 05 5dcb" "02 0102 d3f9")
 
 
 def test_header_size_range():
@@ -246,8 +259,10 @@ def test_bad_magic():
 
 
 def test_unsupported_version():
-    with pytest.raises(FormatError, match=f"version 2 is not supported.*reads {VERSION}"):
-        unpack(raw_header(version=2))
+    with pytest.raises(FormatError, match="version 3 is not supported.*reads 1, 2"):
+        unpack(raw_header(version=3))
+    with pytest.raises(FormatError, match="version 3 is not supported"):
+        Header(HASH, 1, 1, version=3)
     with pytest.raises(FormatError, match="version 0 is not supported"):
         unpack(raw_header(version=0))
 

@@ -7,9 +7,9 @@ Encoding an image x_0 (``compress``):
    by channel simulation against p_θ(x_s|x_t) = N(μ̃(x̂_0(x_t), x_t), σ²) (``bitstream.channel``):
    the step's dimensions are shuffled and split into chunks of about B bits of KL each
    (``bitstream.chunks``), one candidate index per chunk, all range-coded.
-3. x_0 is sent losslessly given x_{t_stop}: integer residuals around the rounded x̂_0, colour
-   planes predicted from each other, with a Gaussian law whose σ is chosen per plane
-   (``bitstream.residual``).
+3. x_0 is sent losslessly given x_{t_stop}: integer residuals around the rounded x̂_0, each
+   predicted from its checkerboard neighbours and the planes before it, with a Gaussian law whose
+   σ is chosen per half-plane (``bitstream.interlaced``; version-1 files: ``bitstream.residual``).
 
 Decoding (``decompress``) replays the chain from the indices; any prefix of records gives
 x_t for some t, shown through a :class:`~diffcodec.reconstruct.Reconstruction`.

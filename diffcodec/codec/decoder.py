@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from bitstream import residual
+from bitstream import interlaced, residual
 from bitstream.channel import reconstruct as channel_reconstruct
 from bitstream.container import FormatError, Header, ImageMode, crc16, unpack
 
@@ -123,7 +123,10 @@ def decompress(data: bytes, model: Model, upto_t: int | None = None,
         pred = prediction(x0_hat, h, w, header.mode)
         c = 1 if header.mode is ImageMode.L else 3
         try:
-            r = residual.decode_planes(payload[2:], c, h * w).flatten()
+            if header.version == 1:  # colour-plane prediction only (FORMAT.md §7.1)
+                r = residual.decode_planes(payload[2:], c, h * w).flatten()
+            else:
+                r = interlaced.decode(payload[2:], c, h, w).flatten()
         except (AssertionError, ValueError, KeyError) as e:
             raise CodecError(f"record {len(records) - 1 + offset} (lossless) does not decode ({e})") from None
         pixels = np.clip(pred + r, 0, 255).astype(np.uint8)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from bitstream import chunks as chunking
-from bitstream import residual
+from bitstream import interlaced
 from bitstream.channel import simulate
 from bitstream.container import Header, ImageMode, RecordLayout, VarianceChoice, crc16, pack, unpack
 
@@ -166,6 +166,6 @@ def _should_stop(stop: Stop, t_now: int, psnr: float, sizes: list[int], pixels: 
 def _lossless_record(image: CodecImage, x0_hat: torch.Tensor) -> bytes:
     h, w = image.height, image.width
     pixels = lossless_pixels(image)
-    r = (pixels - prediction(x0_hat, h, w, image.mode)).reshape(-1, h * w)
+    r = pixels - prediction(x0_hat, h, w, image.mode)
     check = crc16(image.rgb.tobytes())
-    return check.to_bytes(2, "little") + residual.encode_planes(r)
+    return check.to_bytes(2, "little") + interlaced.encode(r.reshape(-1, h, w))

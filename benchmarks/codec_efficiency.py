@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--candidates", type=int, default=12, help="log2 of candidates per call")
     ap.add_argument("--chunk-bits", type=float, default=5.0)
-    ap.add_argument("--t-stop", type=int, default=10)
+    ap.add_argument("--t-stop", type=int, default=None, help="default: the codec's full-rate t_stop")
     ap.add_argument("--groups", type=int, default=40)
     ap.add_argument("--out", type=Path, default=None, help="JSON file to write")
     ap.add_argument("--save-dir", type=Path, default=None,

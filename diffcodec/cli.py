@@ -296,8 +296,9 @@ Examples:
 @click.option("--lossless", is_flag=True, help="Code everything: the decoded PNG equals the input.")
 @click.option("--stats", "stats_path", type=click.Path(), default=None,
               help="Write per-step KL, coded bits and record sizes as JSON.")
-@click.option("--t-stop", default=10, show_default=True, type=click.IntRange(1, 99),
-              help="Last channel-simulated step; x_0 is coded losslessly from x_{t-stop}.")
+@click.option("--t-stop", default=None, type=click.IntRange(1, 99),
+              help="Last channel-simulated step; x_0 is coded losslessly from x_{t-stop}. "
+                   "[default: 20 with --lossless or --upto-t 0, else 10]")
 @click.option("--groups", default=40, show_default=True, type=click.IntRange(1, 255),
               help="Coded steps from T down to t-stop (log-spaced; encoder time grows with it).")
 @click.option("--candidates", "log2_candidates", default=12, show_default=True, type=click.IntRange(0, 20),
@@ -315,6 +316,10 @@ def encode(image, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path,
     The file is progressive: every prefix of records decodes. Pick at most one of --upto-t,
     --bpp, --psnr, --lossless; the default stops at 35 dB PSNR. 16-bit samples are rounded
     to 8 bits; alpha is kept losslessly.
+
+    A full-rate file channel-codes down to t = 20 and sends the rest losslessly; an early stop
+    codes down to t = 10 (records near small t give the high-PSNR prefixes). So a lossy file
+    is a byte prefix of the lossless one only when both are made with the same --t-stop.
     """
     from tqdm import tqdm
 
@@ -330,8 +335,6 @@ def encode(image, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path,
         raise DiffcodecError(f"choose one of {', '.join(chosen)}")
     if abs(round(chunk_bits * 4) - chunk_bits * 4) > 1e-9:
         raise DiffcodecError("--chunk-bits must be a multiple of 0.25")
-    if t_stop >= 100:
-        raise DiffcodecError("--t-stop must be below 100")
     check_writable(Path(out_path), force)
     if stats_path:
         check_writable(Path(stats_path), force)

@@ -20,7 +20,17 @@ from PIL import Image
 
 from bitstream.container import ImageMode, unpack
 from diffcodec.checkpoint import load_model
-from diffcodec.codec import CodecConfig, CodecError, Stop, compress, decompress
+from diffcodec.codec import (
+    DEFAULT_STOP,
+    FULL_RATE_T_STOP,
+    LOSSY_T_STOP,
+    CodecConfig,
+    CodecError,
+    Stop,
+    compress,
+    decompress,
+    resolve_t_stop,
+)
 from diffcodec.data import load_cifar10
 from diffcodec.images import CodecImage, from_pil
 
@@ -30,7 +40,7 @@ CIFAR = SHARED / "cifar-10-subset"
 KODAK = SHARED / "kodak"
 GOLDEN = Path(__file__).parent / "golden" / "cifar0_default_fast.ddc"
 GOLDEN_V1 = Path(__file__).parent / "golden" / "cifar0_default_fast_v1.ddc"  # written by format version 1
-FAST = CodecConfig(groups=12, log2_candidates=6, chunk_bits=2.0)
+FAST = CodecConfig(t_stop=10, groups=12, log2_candidates=6, chunk_bits=2.0)  # one t_stop for every stop rule
 needs_data = pytest.mark.skipif(not CIFAR.is_dir() or not KODAK.is_dir(), reason="../shared/data is absent")
 
 
@@ -119,6 +129,27 @@ def test_stop_rules(model):
     budget = full["records"][3]["file_bytes"] * 8 / 1024 + 0.01
     by_bpp = compress(image, model, FAST, Stop(bpp=budget)).stats
     assert by_bpp["bpp"] <= budget and by_bpp["file_bytes"] == full["records"][3]["file_bytes"]
+
+
+def test_resolve_t_stop():
+    auto = CodecConfig()
+    assert Stop().full_rate and Stop(upto_t=0).full_rate
+    assert not any(s.full_rate for s in (Stop(upto_t=5), Stop(bpp=8.0), Stop(psnr=40.0), DEFAULT_STOP))
+    assert resolve_t_stop(auto, Stop()) == resolve_t_stop(auto, Stop(upto_t=0)) == FULL_RATE_T_STOP
+    assert resolve_t_stop(auto, Stop(bpp=8.0)) == resolve_t_stop(auto, DEFAULT_STOP) == LOSSY_T_STOP
+    assert FULL_RATE_T_STOP > LOSSY_T_STOP
+    assert resolve_t_stop(CodecConfig(t_stop=17), Stop()) == resolve_t_stop(CodecConfig(t_stop=17), DEFAULT_STOP) == 17
+
+
+@needs_data
+def test_auto_t_stop_in_the_header_and_lossless(model):
+    image = cifar_image(4)
+    cheap = CodecConfig(groups=6, log2_candidates=4, chunk_bits=2.0)
+    full = compress(image, model, cheap, Stop()).data
+    assert unpack(full).header.t_stop == FULL_RATE_T_STOP
+    assert np.array_equal(decompress(full, model).image.rgb, image.rgb)
+    lossy = compress(image, model, cheap, Stop(upto_t=100)).data
+    assert unpack(lossy).header.t_stop == LOSSY_T_STOP
 
 
 @needs_data

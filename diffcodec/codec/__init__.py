@@ -22,7 +22,8 @@ pixels tells the decoder when the result is not exact.
 
 from .chain import SCHEDULES, CodecError, model_hash
 from .decoder import Decoded, check_model, decompress, describe, read_header
-from .encoder import DEFAULT_STOP, CodecConfig, Encoded, Stop, compress
+from .encoder import DEFAULT_STOP, FULL_RATE_T_STOP, LOSSY_T_STOP, CodecConfig, Encoded, Stop, compress, resolve_t_stop
 
-__all__ = ["SCHEDULES", "CodecConfig", "CodecError", "DEFAULT_STOP", "Decoded", "Encoded", "Stop", "check_model",
-           "compress", "decompress", "describe", "model_hash", "read_header"]
+__all__ = ["SCHEDULES", "CodecConfig", "CodecError", "DEFAULT_STOP", "Decoded", "Encoded", "FULL_RATE_T_STOP",
+           "LOSSY_T_STOP", "Stop", "check_model", "compress", "decompress", "describe", "model_hash", "read_header",
+           "resolve_t_stop"]

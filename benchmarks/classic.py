@@ -13,6 +13,7 @@ Usage:
   python -m benchmarks.classic --dataset cifar10 [--limit 200]
   python -m benchmarks.classic --dataset cifar10 --quick       # 3 images, 3 qualities: seconds
   python -m benchmarks.classic --dataset kodak --codecs webp avif
+  python -m benchmarks.classic --dataset cifar10 --replot      # classic.png again from the JSON files
 
 Writes into ``benchmarks/results/<dataset>/`` (``results/quick/<dataset>/`` with ``--quick``):
 ``classic-<codec>.json`` (CompressAI format, one per codec), ``classic.png`` and ``classic.md``.
@@ -221,6 +222,19 @@ def plot(all_results: dict[Codec, dict], dataset: str, n: int, path):
     return report.save_figure(fig, path)
 
 
+def replot(dataset: str, quick: bool = False):
+    """Redraw ``classic.png`` from the ``classic-<codec>.json`` files a run wrote (no codec runs)."""
+    import json
+
+    out = report.results_dir(dataset, quick)
+    docs = {codec: json.loads(path.read_text()) for codec in Codec
+            if (path := out / f"classic-{codec.value}.json").exists()}
+    if not docs:
+        raise SystemExit(f"no classic-*.json files in {out}")
+    n = min(doc["images"] for doc in docs.values())
+    return plot({codec: doc["results"] for codec, doc in docs.items()}, dataset, n, out / "classic.png")
+
+
 def write_reports(dataset: str, images, measured: dict[Codec, Measurements], skipped: list[str], quick: bool,
                   elapsed_s: float, load_avg: tuple) -> list:
     out = report.results_dir(dataset, quick)
@@ -274,7 +288,11 @@ def main(argv=None) -> int:
     ap.add_argument("--codecs", nargs="+", choices=[c.value for c in Codec], default=None,
                     help="default: every codec available here")
     ap.add_argument("--quick", action="store_true", help="2–3 images, 3 qualities per codec (a smoke test)")
+    ap.add_argument("--replot", action="store_true", help="redraw classic.png from the classic-*.json files only")
     args = ap.parse_args(argv)
+    if args.replot:
+        print(f"wrote {replot(args.dataset, args.quick).relative_to(report.ROOT)}")
+        return 0
 
     import time
 

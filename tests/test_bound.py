@@ -227,7 +227,7 @@ def test_discretized_edges_and_dtype():
 # ---- the data-independent cost of σ² = β ----------------------------------------------------
 
 def test_fixed_large_variance_cost_is_0486_bits_per_dim():
-    """NOTES §1: Σ_{t=2..T} ½(log(β_t/β̃_t) + β̃_t/β_t − 1)/ln 2 ≈ 0.486, 0.40 of it in t = 2..11."""
+    """The gap between the two reverse variances in closed form: Σ_{t=2..T} ½(log(β_t/β̃_t) + β̃_t/β_t − 1)/ln 2 ≈ 0.486, 0.40 of it in t = 2..11."""
     _, _, beta, beta_tilde = _chain()
     per_step = _variance_gap_nats(beta[1:], beta_tilde[1:]) / math.log(2)
     assert per_step.sum() == pytest.approx(0.486, abs=5e-4)

@@ -23,14 +23,15 @@ from pathlib import Path
 import numpy as np
 
 from diffcodec.checkpoint import load_model
-from diffcodec.codec import CodecConfig
+from bitstream.container import unpack
+from diffcodec.codec import CodecConfig, Stop, resolve_t_stop
 
 from . import datasets, paper, report
 from .practice import decode_prefixes, encode_missing, lossless_point, operating_points
 from .theory import bound_document, cache_path, load_document, rate_after, rmse_at
 
 NEAREST_WITHIN = 60  # steps: a record further from a Table 4 row is not shown on it
-RMSE_TOLERANCE = 0.05  # practice RMSE vs the same images' bound: coded x_t follow q(x_t|x_0)
+RMSE_TOLERANCE = 0.03  # practice RMSE vs the same images' bound: coded x_t follow q(x_t|x_0)
 
 
 def main(argv=None) -> int:
@@ -76,6 +77,9 @@ def main(argv=None) -> int:
         p["rmse_rel_diff"] = p["rmse_0_255"] / p["theory_rmse_0_255"] - 1
         p["flow_psnr"], p["flow_rmse_0_255"] = f["psnr"], f["rmse_0_255"]
     full_bits = lossless["bpp"] / 3 if lossless["bpp"] else None
+    within = sum(abs(p["rmse_rel_diff"]) <= RMSE_TOLERANCE for p in mean_pts)
+    worst = max((p["rmse_rel_diff"] for p in mean_pts), key=abs, default=0.0)
+    header_bpd = unpack((folder / f"{images[0].name}.ddc").read_bytes()).header_bytes * 8 / (3 * pixels)
     data = datasets.describe(args.dataset, len(images), args.crop)
     prov = report.Provenance(data=data, model=f"{model.name} (weights sha256 {model.weights_sha256[:12]}…)",
                              device=report.device_description())
@@ -137,9 +141,11 @@ def main(argv=None) -> int:
             + (f"{full_bits:.3f} bits/dim against the bound's {theory_total:.3f} (ratio {full_bits / theory_total:.3f})."
                if full_bits else "none at full rate."),
             f"\nThe RMSE of practice must match theory within {RMSE_TOLERANCE:.0%} (the coded x_t follow "
-            f"q(x_t|x_0) up to the channel simulation's truncation). Early prefixes cost more than "
-            f"theory mostly through the fixed header and per-record framing (a few bytes each on a "
-            f"{pixels}-pixel image). Encoder settings: {settings}.\n"]
+            f"q(x_t|x_0) up to the channel simulation's truncation): {within} of {len(mean_pts)} records are "
+            f"(largest difference {worst:+.1%}). Early prefixes cost more than theory through the fixed "
+            f"header ({header_bpd:.3f} bits/dim here), the per-record framing and the channel simulation's "
+            f"per-call overhead (about 2–3 bits per call of {settings.chunk_bits:g} bits of KL). "
+            f"Encoder settings: {settings}; full-rate files use t_stop = {resolve_t_stop(settings, Stop())}.\n"]
     report.write_markdown(out / f"rd_curve{suffix}.md", f"Rate–distortion curve (Table 4, Fig. 5): {data}", "\n".join(body), prov)
 
     curves = [(full, f"theory, {n_full} images", "-")]

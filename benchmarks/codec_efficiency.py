@@ -9,9 +9,9 @@ For the first ``--limit`` CIFAR-10 test images (after ``--offset``):
 Ratios are of dataset means (Σ bits / Σ bound), as bits/dim figures are reported.
 
 Usage:
-  python benchmarks/codec_efficiency.py --limit 100 --workers 2 \\
+  python -m benchmarks.codec_efficiency --limit 100 --workers 2 \\
       --out benchmarks/results/cifar10/codec_efficiency.json
-  python benchmarks/codec_efficiency.py --limit 4 --candidates 8 --chunk-bits 3   (quick look)
+  python -m benchmarks.codec_efficiency --limit 4 --candidates 8 --chunk-bits 3   (quick look)
 """
 
 from __future__ import annotations
@@ -34,10 +34,6 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar-10-subset"
 
 def _encode_one(args):
     index, rgb, model_name, config, save_dir = args
-    torch.set_num_threads(1)
-    import numba
-
-    numba.set_num_threads(1)  # one process per core: no nested threads
     from bitstream.container import ImageMode
     from diffcodec.checkpoint import load_model
     from diffcodec.codec import Stop, compress, decompress
@@ -81,6 +77,8 @@ def main(argv=None) -> int:
     from diffcodec.diffusion import ReverseVariance
     from diffcodec.nll import evaluate_dataset
 
+    from .practice import worker_setup
+
     images = load_eval_images(args.data)[args.offset:args.offset + args.limit]
     config = CodecConfig(t_stop=args.t_stop, groups=args.groups, log2_candidates=args.candidates,
                          chunk_bits=args.chunk_bits)
@@ -90,7 +88,7 @@ def main(argv=None) -> int:
     jobs = [(args.offset + i, images[i].permute(1, 2, 0).numpy().copy(), args.model, config, args.save_dir)
             for i in range(images.shape[0])]
     t0 = time.time()
-    with mp.get_context("spawn").Pool(args.workers) as pool:
+    with mp.get_context("spawn").Pool(args.workers, initializer=worker_setup) as pool:
         results = []
         for r in pool.imap(_encode_one, jobs):
             results.append(r)

@@ -23,7 +23,8 @@ from .datasets import EvalImage
 from .metrics import ms_ssim_rgb, psnr_rgb
 
 
-def _worker_setup():
+def worker_setup():
+    """Pool initializer: one thread per process for torch and numba (one process per core)."""
     import torch
 
     torch.set_num_threads(1)
@@ -57,7 +58,7 @@ def encode_missing(images: list[EvalImage], folder: Path, model_name: str, confi
     seconds = {}
     if not jobs:
         return seconds
-    with mp.get_context("spawn").Pool(workers, initializer=_worker_setup) as pool:
+    with mp.get_context("spawn").Pool(workers, initializer=worker_setup) as pool:
         for name, s in tqdm(pool.imap(_encode, jobs), total=len(jobs), desc="encode", unit="image"):
             seconds[name] = s
     return seconds
@@ -118,7 +119,7 @@ def decode_prefixes(images: list[EvalImage], folder: Path, model_name: str,
     if not keys:
         raise FileNotFoundError(f"no .ddc files for these images in {folder}")
     if jobs:
-        with mp.get_context("spawn").Pool(workers, initializer=_worker_setup) as pool:
+        with mp.get_context("spawn").Pool(workers, initializer=worker_setup) as pool:
             for name, points in tqdm(pool.imap(_decode_prefixes, jobs), total=len(jobs), desc="decode prefixes",
                                      unit="image"):
                 found[name] = points

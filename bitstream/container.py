@@ -26,6 +26,13 @@ class FormatError(ValueError):
     """The bytes are not a valid ``.ddc`` file (or not one this version can read)."""
 
 
+def check_version(version: int) -> None:
+    """FormatError unless this build reads format ``version``."""
+    if version not in READABLE_VERSIONS:
+        raise FormatError(f".ddc format version {version} is not supported "
+                          f"(this build reads {', '.join(map(str, READABLE_VERSIONS))})")
+
+
 class ImageMode(enum.IntEnum):
     """Colour layout of the source image (byte 0 of the flags)."""
 
@@ -113,9 +120,7 @@ class Header:
         self.validate()
 
     def validate(self) -> None:
-        if self.version not in READABLE_VERSIONS:
-            raise FormatError(f".ddc format version {self.version} is not supported "
-                              f"(this build reads {', '.join(map(str, READABLE_VERSIONS))})")
+        check_version(self.version)
         if not (1 <= self.width <= MAX_SIDE and 1 <= self.height <= MAX_SIDE):
             raise FormatError(f"image size {self.width}x{self.height} outside 1..{MAX_SIDE} per side")
         if self.width * self.height > MAX_PIXELS:
@@ -158,9 +163,7 @@ class Header:
         """(header, position of the first record)."""
         if len(data) < 4 or data[:3] != MAGIC:
             raise FormatError("not a .ddc file (bad magic)")
-        if data[3] not in READABLE_VERSIONS:
-            raise FormatError(f".ddc format version {data[3]} is not supported "
-                              f"(this build reads {', '.join(map(str, READABLE_VERSIONS))})")
+        check_version(data[3])  # before parsing: other versions may lay out the rest differently
         try:
             pos = 4
             model_hash = data[pos:pos + 4]

@@ -34,6 +34,7 @@ import math
 import constriction
 import numpy as np
 
+from . import portable_math
 from .noise import LANE_NORMAL, SharedNoise, stream_key
 
 # candidates scored per pass (their log-weights and arrival times are held in memory at once)
@@ -124,17 +125,25 @@ def reconstruct(index: int, p_mean, p_std, noise: SharedNoise, key) -> np.ndarra
 # Index coding
 
 
+ZIPF_OFFSET = 0.48312197571606913  # ln(e + 1)/e, as a constant so that s is the same on every machine
+
+
 def zipf_exponent(kl_budget_bits: float) -> float:
+    """s = 1 + 1/(B + ln(e+1)/e) (basic operations only)."""
     b = max(0.0, float(kl_budget_bits))
-    return 1.0 + 1.0 / (b + math.log(math.e + 1.0) / math.e)
+    return 1.0 + 1.0 / (b + ZIPF_OFFSET)
 
 
-@functools.lru_cache(maxsize=256)
-def _zipf_model(k: int, budget_key: float):
+@functools.lru_cache(maxsize=64)
+def _zipf_model(k: int, budget_key: float, portable: bool):
     n = np.arange(1, (1 << k) + 1, dtype=np.float64)
-    logp = -zipf_exponent(budget_key) * np.log(n)
-    p = np.exp(logp - logp.max())
-    p /= p.sum()
+    s = zipf_exponent(budget_key)
+    if portable:  # format version 3: identical probabilities on every machine
+        p = portable_math.normalised(portable_math.exp(-s * portable_math.log(n)))
+    else:  # versions 1 and 2: numpy's exp and log (machine-dependent in the last ulp)
+        logp = -s * np.log(n)
+        p = np.exp(logp - logp.max())
+        p /= p.sum()
     model = constriction.stream.model.Categorical(p, perfect=False)
     return model, p
 
@@ -142,15 +151,17 @@ def _zipf_model(k: int, budget_key: float):
 class IndexModel:
     """Truncated Zipf law over ``2**log2_candidates`` indices for a KL budget in bits.
 
-    ``B`` is rounded to 1e-6 bits for caching; both sides must derive the same B.
+    ``B`` is rounded to 1e-6 bits for caching; both sides must derive the same B.  ``portable``
+    (format version 3) builds the law from :mod:`bitstream.portable_math`; False gives the law of
+    versions 1 and 2.
     """
 
-    def __init__(self, log2_candidates: int, kl_budget_bits: float):
+    def __init__(self, log2_candidates: int, kl_budget_bits: float, *, portable: bool = True):
         self.k = int(log2_candidates)
-        if not 0 <= self.k <= 24:
-            raise ValueError("log2_candidates must be in [0, 24] for a Categorical model")
+        if not 1 <= self.k <= 24:
+            raise ValueError("log2_candidates must be in [1, 24] (one candidate carries no information)")
         self.budget = round(float(kl_budget_bits), 6)
-        self.model, self.probs = _zipf_model(self.k, self.budget)
+        self.model, self.probs = _zipf_model(self.k, self.budget, bool(portable))
 
     @property
     def size(self) -> int:

@@ -18,19 +18,20 @@ import math
 import constriction
 import numpy as np
 
+from . import portable_math
 from .noise import LANE_PERMUTATION, SharedNoise
 
 MAX_LEVEL = 127  # m(127) = 2**31.75: more chunks than any allowed image has dimensions
 
 
 def chunk_count(level: int) -> int:
-    """m(e) = ceil(2**(e/4)) chunks at level e (exact for all e in 0..MAX_LEVEL)."""
+    """m(e) = ceil(2**(e/4)) chunks at level e, in integer arithmetic: the smallest m with
+    m**4 >= 2**e (so it is the same on every machine)."""
     if not 0 <= level <= MAX_LEVEL:
         raise ValueError(f"level {level} outside 0..{MAX_LEVEL}")
-    q, r = divmod(int(level), 4)
-    if r == 0:
-        return 1 << q
-    return math.ceil((2.0 ** (r / 4)) * (1 << q))
+    target = 1 << int(level)
+    m = math.isqrt(math.isqrt(target))  # floor of the 4th root
+    return m if m**4 >= target else m + 1
 
 
 def level_for(kl_bits: float, budget_bits: float, dims: int) -> int:
@@ -59,20 +60,30 @@ def split(order: np.ndarray, count: int) -> list[np.ndarray]:
     return np.array_split(order, count)
 
 
-@functools.lru_cache(maxsize=1)
-def _delta_model():
+@functools.lru_cache(maxsize=2)
+def _delta_model(portable: bool):
     delta = np.arange(-MAX_LEVEL, MAX_LEVEL + 1, dtype=np.float64)
-    p = (np.abs(delta) + 1.0) ** -2.0
-    p /= p.sum()
+    if portable:  # format version 3: basic operations and an exactly rounded sum
+        w = np.abs(delta) + 1.0
+        p = portable_math.normalised(1.0 / (w * w))
+    else:  # versions 1 and 2
+        p = (np.abs(delta) + 1.0) ** -2.0
+        p /= p.sum()
     return constriction.stream.model.Categorical(p, perfect=False), p
 
 
 class LevelModel:
-    """Law of the level change e_step − e_previous: P(Δ) ∝ (|Δ| + 1)^−2 on −127..127."""
+    """Law of the level change e_step − e_previous: P(Δ) ∝ (|Δ| + 1)^−2 on −127..127.
+
+    ``portable`` (format version 3) computes it with basic operations only; False gives the law
+    of versions 1 and 2."""
+
+    def __init__(self, *, portable: bool = True):
+        self.portable = bool(portable)
 
     @property
     def model(self):
-        return _delta_model()[0]
+        return _delta_model(self.portable)[0]
 
     @staticmethod
     def symbol(delta: int) -> int:
@@ -84,6 +95,5 @@ class LevelModel:
     def delta(symbol: int) -> int:
         return int(symbol) - MAX_LEVEL
 
-    @staticmethod
-    def ideal_bits(delta: int) -> float:
-        return float(-np.log2(_delta_model()[1][int(delta) + MAX_LEVEL]))
+    def ideal_bits(self, delta: int) -> float:
+        return float(-np.log2(_delta_model(self.portable)[1][int(delta) + MAX_LEVEL]))

@@ -14,8 +14,8 @@ import enum
 from dataclasses import dataclass, replace
 
 MAGIC = b"DDC"
-VERSION = 2  # written by this build
-READABLE_VERSIONS = (1, 2)  # 1 differs only in the lossless record (FORMAT.md §7, §10)
+VERSION = 3  # written by this build
+READABLE_VERSIONS = (1, 2, 3)  # FORMAT.md §10 says what each changed
 
 # Limits checked before anything is allocated for an image.
 MAX_SIDE = 1 << 16
@@ -129,8 +129,8 @@ class Header:
             raise FormatError(f"t_stop {self.t_stop} outside 1..99")
         if not 1 <= self.groups <= 255:
             raise FormatError(f"groups {self.groups} outside 1..255")
-        if not 0 <= self.log2_candidates <= 20:
-            raise FormatError(f"log2_candidates {self.log2_candidates} outside 0..20")
+        if not 1 <= self.log2_candidates <= 20:
+            raise FormatError(f"log2_candidates {self.log2_candidates} outside 1..20")
         if not 1 <= self.chunk_quarter_bits <= 255:
             raise FormatError(f"chunk budget {self.chunk_quarter_bits}/4 bits outside 1/4..255/4")
         if not 0 <= self.seed < 1 << 64:

@@ -74,10 +74,11 @@ def _fit(features: list[np.ndarray], target: np.ndarray) -> list[int]:
     return [int(np.clip(np.round(v * (1 << SHIFT)), -COEF_LIMIT, COEF_LIMIT)) for v in sol]
 
 
-def encode(planes) -> bytes:
+def encode(planes, *, portable: bool = True) -> bytes:
     """Residual planes (C, H, W), integers in −255..255 → σ levels (2C bytes: black then white
     of each plane), coefficients (C² signed bytes, plane by plane in feature order), then one
-    range-coded stream of the innovations (plane by plane, black squares then white, row-major)."""
+    range-coded stream of the innovations (plane by plane, black squares then white, row-major).
+    ``portable``: the innovations' law of format version 3 (False: version 2's)."""
     r = np.asarray(planes)
     if r.ndim != 3 or not np.issubdtype(r.dtype, np.integer):
         raise ValueError("planes must be a 3-D integer array (C, H, W)")
@@ -98,12 +99,12 @@ def encode(planes) -> bytes:
     enc = constriction.stream.queue.RangeEncoder()
     for level, half in zip(levels, halves):
         if half.size:
-            enc.encode(half.astype(np.int32), residual.gaussian_model(level, BOUND))
+            residual.residual_law(level, BOUND, portable=portable).encode(enc, half)
     stream = enc.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
     return bytes(levels) + bytes(k & 0xFF for k in coefs) + stream
 
 
-def decode(data: bytes, planes: int, height: int, width: int) -> np.ndarray:
+def decode(data: bytes, planes: int, height: int, width: int, *, portable: bool = True) -> np.ndarray:
     """Inverse of :func:`encode` → int64 (C, H, W)."""
     C, h, w = int(planes), int(height), int(width)
     head = 2 * C + coefficient_count(C)
@@ -125,6 +126,6 @@ def decode(data: bytes, planes: int, height: int, width: int) -> np.ndarray:
         for half, mask, count in ((0, ~white, black_count), (1, white, white_count)):
             if not count:
                 continue
-            e = np.asarray(dec.decode(residual.gaussian_model(levels[2 * c + half], BOUND), count), dtype=np.int64)
+            e = residual.residual_law(levels[2 * c + half], BOUND, portable=portable).decode(dec, count)
             r[c][mask] = e + _predict(_features(r, c, white), k)[mask]
     return r

@@ -1,19 +1,23 @@
 """Lossless coding of integer residuals r = x − c (c a rounded prediction) with a law that does
-not depend on the prediction: a Gaussian of standard deviation σ quantised to the integers
-−255..255 (constriction's ``QuantizedGaussian``, mean 0).
+not depend on the prediction: a Gaussian of standard deviation σ, mean 0, quantised to the
+integers.  σ comes from a table of 256 levels, σ(ℓ) = 2**(ℓ/16 − 4) ∈ [1/16, 2**11.94], sent as
+one byte.
 
-Because the law ignores the prediction, a decoder whose prediction differs slightly from the
-encoder's (other hardware, other thread count) still decodes every residual; only pixels where
-the two rounded predictions differ come out off by one.  σ comes from a table of 256 levels,
-σ(ℓ) = 2**(ℓ/16 − 4) ∈ [1/16, 2**11.94], sent as one byte.
+Format version 3 builds the law from :mod:`bitstream.portable_math` (``residual_law``), so its
+quantised probabilities are the same on every machine; versions 1 and 2 used constriction's
+``QuantizedGaussian`` (``gaussian_model``), kept here to read them, with the version-1 layouts
+(``encode``/``decode``, ``encode_planes``/``decode_planes``).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import constriction
 import numpy as np
+
+from . import portable_math
 
 LOW, HIGH = -255, 255
 
@@ -24,8 +28,67 @@ def sigma(level: int) -> float:
     return 2.0 ** (level / 16.0 - 4.0)
 
 
+def portable_sigma(level: int) -> float:
+    """σ(ℓ) = 2**(ℓ/16 − 4) as :func:`bitstream.portable_math.exp` computes it (format version 3)."""
+    if not 0 <= level <= 255:
+        raise ValueError(f"σ level {level} outside 0..255")
+    return float(portable_math.exp(np.array([(level - 64) / 16.0 * portable_math.LN2]))[0])
+
+
+def portable_gaussian_probs(level: int, bound: int) -> np.ndarray:
+    """Probabilities of −bound..bound under N(0, σ²) quantised to the integers, the two ends taking
+    the tails, from :mod:`bitstream.portable_math` (the same bits on every machine)."""
+    s = portable_sigma(level)
+    r = np.arange(0, bound + 1, dtype=np.float64)
+    above = portable_math.normal_tail((r + 0.5) / s)  # P(X > r + ½)
+    half = np.maximum(portable_math.normal_tail((r - 0.5) / s) - above, 0.0)
+    half[0] = max(1.0 - 2.0 * above[0], 0.0)
+    half[-1] = portable_math.normal_tail(np.array([(bound - 0.5) / s]))[0] if bound else half[-1]
+    return portable_math.normalised(np.concatenate([half[:0:-1], half]))
+
+
+@functools.lru_cache(maxsize=1024)
+def _portable_gaussian(level: int, bound: int):
+    return constriction.stream.model.Categorical(portable_gaussian_probs(level, bound), perfect=False)
+
+
+class _Shifted:
+    """A categorical law over −bound..bound used through symbols 0..2·bound."""
+
+    def __init__(self, model, bound: int):
+        self.model, self.bound = model, bound
+
+    def encode(self, enc, r: np.ndarray) -> None:
+        enc.encode((r + self.bound).astype(np.int32), self.model)
+
+    def decode(self, dec, count: int) -> np.ndarray:
+        return np.asarray(dec.decode(self.model, int(count)), dtype=np.int64) - self.bound
+
+
+class _Direct:
+    """constriction's own quantised Gaussian (format versions 1 and 2)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def encode(self, enc, r: np.ndarray) -> None:
+        enc.encode(r.astype(np.int32), self.model)
+
+    def decode(self, dec, count: int) -> np.ndarray:
+        return np.asarray(dec.decode(self.model, int(count)), dtype=np.int64)
+
+
+def residual_law(level: int, bound: int = HIGH, *, portable: bool = True):
+    """The discretised Gaussian of σ level ``level``, mean 0, on −bound..bound, with ``encode(enc,
+    r)`` and ``decode(dec, count)``.  ``portable`` (format version 3) builds it from portable
+    math; False is constriction's ``QuantizedGaussian`` of versions 1 and 2."""
+    if portable:
+        return _Shifted(_portable_gaussian(int(level), int(bound)), int(bound))
+    return _Direct(gaussian_model(level, bound))
+
+
 def gaussian_model(level: int, bound: int = HIGH):
-    """Discretised Gaussian of σ level ``level``, mean 0, on −bound..bound."""
+    """Discretised Gaussian of σ level ``level``, mean 0, on −bound..bound (versions 1 and 2)."""
     return constriction.stream.model.QuantizedGaussian(-bound, bound, 0.0, sigma(level))
 
 

@@ -8,6 +8,7 @@ Adam moments, step, generator state) so training can resume. Files are replaced 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class Model:
     weights_sha256: str
     meta: dict = field(default_factory=dict)
     path: Path | None = None
+    _twins: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def unet_config(self) -> UNetConfig:
@@ -50,12 +52,27 @@ class Model:
     def diffusion(self) -> GaussianDiffusion:
         return GaussianDiffusion(self.schedule_config.build())
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.net.parameters()).dtype
+
+    def in_dtype(self, dtype: torch.dtype) -> "Model":
+        """This model with its network computing in ``dtype`` (a cached copy on the same device;
+        float32 weights convert to float64 exactly). The codec's reference chain uses float64."""
+        if dtype == self.dtype:
+            return self
+        if dtype not in self._twins:
+            net = copy.deepcopy(self.net).to(dtype)
+            self._twins[dtype] = Model(net, self.schedule_config, self.name, self.weights_sha256, self.meta, self.path)
+        return self._twins[dtype]
+
     def eps_fn(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """ε̂(x_t, t) on the network's device, returned contiguous on x's device. Inputs go in
-        channels-last, the faster layout for these convolutions (about 1.3× on CPU)."""
-        device = next(self.net.parameters()).device
-        x_in = x.to(device).contiguous(memory_format=torch.channels_last)
-        return self.net(x_in, t.to(device)).to(x.device).contiguous()
+        """ε̂(x_t, t) computed on the network's device and in its dtype, returned contiguous on x's
+        device. Inputs go in channels-last, the faster layout for these convolutions (about 1.3×
+        on CPU)."""
+        p = next(self.net.parameters())
+        x_in = x.to(device=p.device, dtype=p.dtype).contiguous(memory_format=torch.channels_last)
+        return self.net(x_in, t.to(p.device)).to(x.device).contiguous()
 
 
 def sha256_file(path: Path) -> str:

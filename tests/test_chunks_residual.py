@@ -140,13 +140,13 @@ def test_level_model_symbols():
 
 
 def test_level_model_probabilities():
-    bits = np.array([LevelModel.ideal_bits(d) for d in range(-MAX_LEVEL, MAX_LEVEL + 1)])
+    bits = np.array([LevelModel().ideal_bits(d) for d in range(-MAX_LEVEL, MAX_LEVEL + 1)])
     assert math.isclose(float(np.sum(2.0**-bits)), 1.0, rel_tol=1e-12)
     assert np.argmin(bits) == MAX_LEVEL  # Δ = 0 is the most likely change
     assert np.allclose(bits, bits[::-1])  # symmetric
     # P(Δ) ∝ (|Δ| + 1)^-2: one step costs 2 bits more than none
-    assert math.isclose(LevelModel.ideal_bits(1) - LevelModel.ideal_bits(0), 2.0)
-    assert math.isclose(LevelModel.ideal_bits(3) - LevelModel.ideal_bits(0), 4.0)
+    assert math.isclose(LevelModel().ideal_bits(1) - LevelModel().ideal_bits(0), 2.0)
+    assert math.isclose(LevelModel().ideal_bits(3) - LevelModel().ideal_bits(0), 4.0)
 
 
 def test_level_model_codes_round_trip():

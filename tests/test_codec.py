@@ -39,6 +39,7 @@ SHARED = ROOT.parent / "shared" / "data"
 CIFAR = SHARED / "cifar-10-subset"
 KODAK = SHARED / "kodak"
 GOLDEN = Path(__file__).parent / "golden" / "cifar0_default_fast.ddc"
+GOLDEN_V2 = Path(__file__).parent / "golden" / "cifar0_default_fast_v2.ddc"  # written by format version 2
 GOLDEN_V1 = Path(__file__).parent / "golden" / "cifar0_default_fast_v1.ddc"  # written by format version 1
 FAST = CodecConfig(t_stop=10, groups=12, log2_candidates=6, chunk_bits=2.0)  # one t_stop for every stop rule
 needs_data = pytest.mark.skipif(not CIFAR.is_dir() or not KODAK.is_dir(), reason="../shared/data is absent")
@@ -80,17 +81,25 @@ def test_golden_file(model):
 
 
 @needs_data
-def test_version_1_golden_file_still_decodes(model):
-    """A file of format version 1 (the older lossless record) decodes bit-exactly, and is larger
-    than the version-2 file of the same settings only in its lossless record."""
+@pytest.mark.parametrize("version", [1, 2])
+def test_older_golden_files_still_decode(model, version):
+    """Files of versions 1 and 2 decode: the same channel records as version 3 at these settings,
+    their own lossless record.  Their prediction is a float32 network output rounded with no
+    guard, so it is exact only where the machine reproduces the encoder's float32 arithmetic;
+    elsewhere a few pixels come out off by one, and the decoder must say so (``exact``)."""
     image = cifar_image(0)
-    old, new = GOLDEN_V1.read_bytes(), GOLDEN.read_bytes()
+    old, new = (GOLDEN_V1 if version == 1 else GOLDEN_V2).read_bytes(), GOLDEN.read_bytes()
     u_old, u_new = unpack(old), unpack(new)
-    assert u_old.header.version == 1 and u_new.header.version == 2
-    out = decompress(old, model)
-    assert out.t == 0 and out.exact and np.array_equal(out.image.rgb, image.rgb)
+    assert u_old.header.version == version and u_new.header.version == 3
     assert u_old.records[:-1] == u_new.records[:-1]  # the channel records are unchanged
-    assert len(u_new.records[-1]) < len(u_old.records[-1])
+    out = decompress(old, model)
+    diff = out.image.rgb.astype(int) - image.rgb
+    assert out.t == 0 and np.abs(diff).max() <= 1 and np.count_nonzero(diff) <= 30
+    assert out.exact == (np.count_nonzero(diff) == 0)
+
+
+def test_version_2_lossless_record_is_larger_under_version_1():
+    assert len(unpack(GOLDEN_V1.read_bytes()).records[-1]) > len(unpack(GOLDEN_V2.read_bytes()).records[-1])
 
 
 @needs_data

@@ -180,16 +180,27 @@ def test_header_body_bytes_defaults_to_zero():
 def test_header_golden_bytes():
     # Pinned: any change here changes the file format.
     expected = bytes.fromhex(
-        "444443" "02" "01020304" "ac02" "c801" "02" "03" "01" "07" "21" "0a" "11" "8002"
-        "ffffffffffffffffff01" "00" "6179"
+        "444443" "03" "01020304" "ac02" "c801" "02" "03" "01" "07" "21" "0a" "11" "8002"
+        "ffffffffffffffffff01" "00" "8789"
     )
     assert full_header().to_bytes() == expected
     assert Header.from_bytes(expected)[0] == full_header()
     # default fields, 1x1 image
-    assert Header(b"abcd", 1, 1).to_bytes() == bytes.fromhex("444443 02 61626364 01 01 00 00 00 0a 28 0c 14 00 00 00 0455")
+    assert Header(b"abcd", 1, 1).to_bytes() == bytes.fromhex("444443 03 61626364 01 01 00 00 00 0a 28 0c 14 00 00 00 e645")
     # the largest body length, as a 9-byte varint
     assert Header(HASH, 1, 1, body_bytes=2**62 - 1).to_bytes() == bytes.fromhex(
-        "444443 02 01020304 01 01 00 00 00 0a 28 0c 14 00 00 ffffffffffffffff3f 4928")
+        "444443 03 01020304 01 01 00 00 00 0a 28 0c 14 00 00 ffffffffffffffff3f fd6d")
+
+
+def test_version_2_headers_still_read():
+    # Pinned bytes written by version 2 (same layout, version byte 02).
+    v2 = bytes.fromhex(
+        "444443" "02" "01020304" "ac02" "c801" "02" "03" "01" "07" "21" "0a" "11" "8002"
+        "ffffffffffffffffff01" "00" "6179"
+    )
+    header = Header.from_bytes(v2)[0]
+    assert header.version == 2 and header == replace(full_header(), version=2)
+    assert header.to_bytes() == v2
 
 
 def test_version_1_headers_still_read():
@@ -209,7 +220,7 @@ def test_pack_golden_bytes():
     # Pinned: a whole small file, header (body_bytes = 7) and two records.
     data = pack(Header(b"abcd", 1, 1), [b"", b"x"])
     assert data == bytes.fromhex(
-        "444443 02 61626364 01 01 00 00 00 0a 28 0c 14 00 00 07 e325"  # header, body_bytes 7
+        "444443 03 61626364 01 01 00 00 00 0a 28 0c 14 00 00 07 0135"  # header, body_bytes 7
         "00 0f1d"  # record 0: length 0, CRC of 00 00
         "01 78 0237"  # record 1: length 1, "x", CRC of 01 01 78
     )
@@ -219,15 +230,15 @@ def test_pack_golden_bytes():
 def test_format_md_examples():
     # the worked examples in bitstream/FORMAT.md (§3, §4.1)
     assert Header(bytes(4), 32, 32).to_bytes() == bytes.fromhex(
-        "444443 02 00000000 20 20 00 00 00 0a 28 0c 14 00 00 00 f89b")
+        "444443 03 00000000 20 20 00 00 00 0a 28 0c 14 00 00 00 1a8b")
     h = Header(bytes.fromhex("a1b2c3d4"), 300, 200, ImageMode.RGBA, VarianceChoice.BETA,
                RecordLayout.EVERY_STEP, seed=1234567)
     assert h.to_bytes() == bytes.fromhex(
-        "44444302a1b2c3d4 ac02 c801 02 03 000a280c14 00 87ad4b 00 d1c9")
+        "44444303a1b2c3d4 ac02 c801 02 03 000a280c14 00 87ad4b 00 271c")
     assert pack_record(0, b"\x01\x02") == bytes.fromhex("02 0102 d3f9")
     assert crc16(bytes.fromhex("00 02 0102")) == 0xF9D3
     assert pack(Header(bytes(4), 32, 32), [b"\x01\x02"]) == bytes.fromhex(
-        "444443 02 00000000 20 20 00 00 00 0a 28 0c 14 00 00 05 5dcb" "02 0102 d3f9")
+        "444443 03 00000000 20 20 00 00 00 0a 28 0c 14 00 00 05 bfdb" "02 0102 d3f9")
 
 
 def test_header_size_range():
@@ -259,10 +270,10 @@ def test_bad_magic():
 
 
 def test_unsupported_version():
-    with pytest.raises(FormatError, match="version 3 is not supported.*reads 1, 2"):
-        unpack(raw_header(version=3))
-    with pytest.raises(FormatError, match="version 3 is not supported"):
-        Header(HASH, 1, 1, version=3)
+    with pytest.raises(FormatError, match="version 4 is not supported.*reads 1, 2, 3"):
+        unpack(raw_header(version=4))
+    with pytest.raises(FormatError, match="version 4 is not supported"):
+        Header(HASH, 1, 1, version=4)
     with pytest.raises(FormatError, match="version 0 is not supported"):
         unpack(raw_header(version=0))
 
@@ -294,7 +305,7 @@ def test_raw_header_helper_matches_header():
     (dict(t_stop=0), "t_stop"),
     (dict(t_stop=100), "t_stop"),
     (dict(groups=0), "groups"),
-    (dict(log2_candidates=21), "log2_candidates 21 outside 0..20"),
+    (dict(log2_candidates=21), "log2_candidates 21 outside 1..20"),
     (dict(log2_candidates=255), "log2_candidates"),
     (dict(quarter=0), "chunk budget"),
     (dict(tile=MAX_SIDE + 1), "tile"),
@@ -338,7 +349,7 @@ def test_header_constructor_validates():
         Header(b"abc", 1, 1)
     with pytest.raises(ValueError):
         Header(HASH, 1, 1, mode=7)
-    with pytest.raises(FormatError, match="log2_candidates 21 outside 0..20"):
+    with pytest.raises(FormatError, match="log2_candidates 21 outside 1..20"):
         Header(HASH, 1, 1, log2_candidates=21)
     with pytest.raises(FormatError, match="schedule id 256 outside 0..255"):
         Header(HASH, 1, 1, schedule_id=256)
@@ -351,7 +362,9 @@ def test_header_constructor_validates():
     # the limits themselves are accepted
     Header(HASH, MAX_SIDE, MAX_PIXELS // MAX_SIDE)
     Header(HASH, 1, 1, log2_candidates=20, schedule_id=255, body_bytes=2**62 - 1)
-    Header(HASH, 1, 1, log2_candidates=0)
+    Header(HASH, 1, 1, log2_candidates=1)
+    with pytest.raises(FormatError, match="log2_candidates 0 outside 1..20"):  # one candidate carries nothing
+        Header(HASH, 1, 1, log2_candidates=0)
 
 
 # --------------------------------------------------------------------------- records

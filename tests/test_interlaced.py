@@ -49,19 +49,23 @@ def test_accepts_any_integer_dtype():
 
 
 def test_golden_bytes():
-    # Pinned: any change here changes format version 2 (bitstream/FORMAT.md §7).
+    # Pinned: any change here changes format versions 3 and 2 (bitstream/FORMAT.md §7): the same
+    # levels and coefficients, the innovations under each version's law.
     planes = np.array([
         [[3, -1, 0, 2], [1, 4, -2, 0], [0, 1, 1, -3]],
         [[2, 0, 0, 1], [1, 3, -1, 0], [0, 1, 0, -2]],
         [[1, 0, 1, 1], [0, 2, -1, 1], [1, 0, 0, -1]],
     ])
-    data = interlaced.encode(planes)
-    assert data == bytes.fromhex(
+    head = bytes.fromhex(
         "514e 0000 3629"  # σ levels: plane 0 black, white; plane 1 black, white; plane 2 black, white
-        "fe" "1602 00f7" "ef18 1302 ff"  # coefficients: 1 + 3 + 5 signed bytes
-        "39beec9aef5d38"  # the range-coded innovations, trailing zero bytes stripped
+        "fe" "1602 00f7" "ef18 1302"  # coefficients: 1 + 3 + 5 signed bytes
     )
+    data = interlaced.encode(planes)
+    assert data == head + bytes.fromhex("ee39beec798e9ab1")  # innovations, trailing zero bytes stripped
     assert np.array_equal(interlaced.decode(data, 3, 3, 4), planes)
+    v2 = interlaced.encode(planes, portable=False)
+    assert v2 == head + bytes.fromhex("ff39beec9aef5d38")
+    assert np.array_equal(interlaced.decode(v2, 3, 3, 4, portable=False), planes)
 
 
 def test_layout_levels_then_coefficients():

@@ -7,17 +7,19 @@ Encoding an image x_0 (``compress``):
    by channel simulation against p_θ(x_s|x_t) = N(μ̃(x̂_0(x_t), x_t), σ²) (``bitstream.channel``):
    the step's dimensions are shuffled and split into chunks of about B bits of KL each
    (``bitstream.chunks``), one candidate index per chunk, all range-coded.
-3. x_0 is sent losslessly given x_{t_stop}: integer residuals around the rounded x̂_0, each
+3. x_0 is sent losslessly given x_{t_stop}: integer residuals around the rounded x̂_0 of the
+   float64 reference chain, each
    predicted from its checkerboard neighbours and the planes before it, with a Gaussian law whose
    σ is chosen per half-plane (``bitstream.interlaced``; version-1 files: ``bitstream.residual``).
 
 Decoding (``decompress``) replays the chain from the indices; any prefix of records gives
 x_t for some t, shown through a :class:`~diffcodec.reconstruct.Reconstruction`.
 
-The network runs single-threaded inside the codec so that encoder and decoder on one kind of
-machine compute bit-identical means (the thread count changes float results). Decoding
-never depends on that: only the lossless step's rounded prediction does, and a CRC of the
-pixels tells the decoder when the result is not exact.
+Network outputs differ in their last bits between machines, thread counts and precisions.
+Channel decoding never depends on them (the decoder reads indices); the lossless step's rounded
+prediction does, so it is computed from the chain replayed with the network in float64 and
+rounded with a guard (``chain`` module docstring, FORMAT.md §7, §9), and a CRC of the pixels
+checks the result.
 """
 
 from .chain import SCHEDULES, CodecError, model_hash

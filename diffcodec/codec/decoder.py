@@ -9,15 +9,24 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from bitstream import interlaced, residual
-from bitstream.channel import reconstruct as channel_reconstruct
+from bitstream import chunks as chunking
+from bitstream import guarded_rounding, interlaced, residual
 from bitstream.container import FormatError, Header, ImageMode, crc16, unpack
 
 from ..checkpoint import Model
 from ..images import CodecImage
 from ..plan import make_plan
 from ..reconstruct import Reconstruction, reconstruct
-from .chain import SCHEDULES, Chain, CodecError, model_hash, prediction, single_thread, to_uint8
+from .chain import (
+    SCHEDULES,
+    Chain,
+    CodecError,
+    model_hash,
+    prediction,
+    prediction_from_rounded,
+    prediction_values,
+    to_uint8,
+)
 from .records import RecordReader
 
 @dataclass
@@ -63,8 +72,12 @@ def decompress(data: bytes, model: Model, upto_t: int | None = None,
     plan = make_plan(model.schedule_config.num_timesteps, header.t_stop, header.groups, header.layout)
     h, w = header.height, header.width
     f = model.unet_config.downsampling_factor
-    chain = Chain(model, header, plan, (h + (-h % f), w + (-w % f)))
     records = list(unpacked.records)
+    channel_records = plan.record_steps()
+    offset = 1 if header.mode is ImageMode.RGBA else 0
+    stops_early = upto_t is not None and upto_t > 0 and upto_t >= plan.t_stop
+    lossless = len(records) - offset == len(channel_records) + 1 and not stops_early
+    chain = Chain(model, header, plan, (h + (-h % f), w + (-w % f)), reference=lossless)
     alpha = None
     if header.mode is ImageMode.RGBA:
         if not records:
@@ -76,8 +89,6 @@ def decompress(data: bytes, model: Model, upto_t: int | None = None,
         if alpha.size != h * w:
             raise CodecError("record 0 (alpha) has the wrong size")
         alpha = alpha.reshape(h, w)
-    offset = 1 if header.mode is ImageMode.RGBA else 0
-    channel_records = plan.record_steps()
     if len(records) > len(channel_records) + 1:
         raise CodecError(f"the file has {len(records) + offset} records, more than its plan allows")
     x = chain.x_T()
@@ -88,22 +99,17 @@ def decompress(data: bytes, model: Model, upto_t: int | None = None,
 
     def show(x, t, eps) -> CodecImage:
         if how is Reconstruction.MEAN:
-            x0 = chain.diffusion.x0_from_eps(x, torch.tensor([chain.step_of[t]]), eps).clamp(-1, 1)
+            x0 = chain.x0_hat(x, t, eps)
         else:
-            with single_thread():
-                x0 = reconstruct(chain.full_schedule, model.eps_fn, x, t, how, steps=steps, seed=header.seed)
+            x0 = reconstruct(chain.full_schedule, model.eps_fn, x, t, how, steps=steps, seed=header.seed)
         return _image(to_uint8(x0, h, w), header.mode, alpha)
 
     for r, payload in enumerate(records[:len(channel_records)]):
         reader = RecordReader(payload, r + offset)
         for step, t, s in channel_records[r]:
-            _, p_mean, p_std = chain.prior(x, t, eps)
             level = reader.level(chain.level_model, chain.dims)
-            x_s = np.empty(chain.dims)
-            for j, idx in enumerate(chain.parts(step, level)):
-                n = reader.index(chain.index_model)
-                x_s[idx] = channel_reconstruct(n, p_mean[idx], p_std, chain.noise, (step, j + 1))
-            x = torch.from_numpy(x_s).view(chain.shape)
+            indices = [reader.index(chain.index_model) for _ in range(chunking.chunk_count(level))]
+            x = chain.step_from_indices(x, eps, step, t, level, indices)
             eps = chain.eps(x, s)
             t_now = s
             if progress:
@@ -116,19 +122,25 @@ def decompress(data: bytes, model: Model, upto_t: int | None = None,
                            len(unpacked.records))
     if len(records) == len(channel_records) + 1:
         payload = records[-1]
+        where = f"record {len(records) - 1 + offset} (lossless)"
         if len(payload) < 2:
-            raise CodecError(f"record {len(records) - 1 + offset} (lossless) is too short")
+            raise CodecError(f"{where} is too short")
         check = int.from_bytes(payload[:2], "little")
-        x0_hat = chain.diffusion.x0_from_eps(x, torch.tensor([chain.step_of[t_now]]), eps).clamp(-1, 1)
-        pred = prediction(x0_hat, h, w, header.mode)
+        x0_hat = chain.x0_hat(x, t_now, eps)
         c = 1 if header.mode is ImageMode.L else 3
         try:
-            if header.version == 1:  # colour-plane prediction only (FORMAT.md §7.1)
-                r = residual.decode_planes(payload[2:], c, h * w).flatten()
+            if header.version >= 3:
+                rounded, list_bytes = guarded_rounding.decode(payload[2:], prediction_values(x0_hat, h, w))
+                pred = prediction_from_rounded(rounded, header.mode)
+                r = interlaced.decode(payload[2 + list_bytes:], c, h, w).flatten()
             else:
-                r = interlaced.decode(payload[2:], c, h, w).flatten()
+                pred = prediction(x0_hat, h, w, header.mode)
+                if header.version == 1:  # colour-plane prediction only (FORMAT.md §7.2)
+                    r = residual.decode_planes(payload[2:], c, h * w).flatten()
+                else:
+                    r = interlaced.decode(payload[2:], c, h, w, portable=False).flatten()
         except (AssertionError, ValueError, KeyError) as e:
-            raise CodecError(f"record {len(records) - 1 + offset} (lossless) does not decode ({e})") from None
+            raise CodecError(f"{where} does not decode ({e})") from None
         pixels = np.clip(pred + r, 0, 255).astype(np.uint8)
         planes = pixels.reshape(c, h, w).transpose(1, 2, 0)
         rgb = np.ascontiguousarray(np.repeat(planes, 3, axis=2) if c == 1 else planes)
@@ -139,7 +151,7 @@ def decompress(data: bytes, model: Model, upto_t: int | None = None,
         return Decoded(image, 0, len(records) + offset, unpacked.truncated, exact, out_frames,
                        records_available=len(unpacked.records))
     return Decoded(show(x, t_now, eps), t_now, used + offset, unpacked.truncated, None, out_frames, x,
-                           len(unpacked.records))
+                   len(unpacked.records))
 
 
 def _image(rgb: np.ndarray, mode: ImageMode, alpha) -> CodecImage:

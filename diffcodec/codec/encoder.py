@@ -10,14 +10,25 @@ import numpy as np
 import torch
 
 from bitstream import chunks as chunking
-from bitstream import interlaced
+from bitstream import guarded_rounding, interlaced
 from bitstream.channel import simulate
 from bitstream.container import Header, ImageMode, RecordLayout, VarianceChoice, crc16, pack, unpack
 
 from ..checkpoint import Model
 from ..images import CodecImage
 from ..plan import make_plan
-from .chain import Chain, lossless_pixels, model_hash, pad_to_factor, prediction, schedule_id, to_model, to_uint8
+from .chain import (
+    GUARD_MARGIN,
+    Chain,
+    lossless_pixels,
+    model_hash,
+    pad_to_factor,
+    prediction_from_rounded,
+    prediction_values,
+    schedule_id,
+    to_model,
+    to_uint8,
+)
 from .records import RecordWriter
 
 @dataclass(frozen=True)
@@ -102,7 +113,11 @@ def _header(model: Model, image: CodecImage, config: CodecConfig, t_stop: int) -
 @torch.no_grad()
 def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(), stop: Stop = DEFAULT_STOP,
              progress=None) -> Encoded:
-    """Encode ``image``; ``progress(done, total)`` is called after each coded step."""
+    """Encode ``image``; ``progress(done, total)`` is called after each coded step.
+
+    The channel steps run the network in float32, whatever the stop, so an early stop gives the
+    same records as a full-rate encode; the lossless record is predicted from the records replayed
+    with the network in float64 (the reference chain, ``chain`` module docstring)."""
     header = _header(model, image, config, resolve_t_stop(config, stop))
     plan = make_plan(model.schedule_config.num_timesteps, header.t_stop, header.groups, header.layout)
     h, w = image.height, image.width
@@ -113,7 +128,7 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
     if image.mode is ImageMode.RGBA:
         records.append(zlib.compress(image.alpha.tobytes(), 9))
     sizes = [len(pack(header, records))]  # file bytes after each record
-    steps_out, record_out = [], []
+    steps_out, record_out, coded_steps = [], [], []
     x = chain.x_T()
     eps = chain.eps(x, plan.boundaries[0])
     total_steps = plan.num_steps + 1
@@ -130,11 +145,14 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
             coded = enc.level(chain.level_model, level)
             x_s = np.empty(chain.dims)
             parts = chain.parts(step, level)
+            indices = []
             for j, idx in enumerate(parts):
                 n, sample = simulate(q_mean[idx], q_std, p_mean[idx], p_std, chain.noise, (step, j + 1),
                                      header.log2_candidates)
                 coded += enc.index(chain.index_model, n)
                 x_s[idx] = sample
+                indices.append(n)
+            coded_steps.append((step, t, s, level, indices))
             x = torch.from_numpy(x_s).view(chain.shape)
             eps = chain.eps(x, s)
             steps_out.append({"step": step, "t": t, "s": s, "kl_bits": kl_bits, "chunks": len(parts),
@@ -145,7 +163,7 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
         records.append(enc.finish())
         sizes.append(len(pack(header, records)))
         t_now = plan.t_after_record(r)
-        x0_hat = chain.diffusion.x0_from_eps(x, torch.tensor([chain.step_of[t_now]]), eps).clamp(-1, 1)
+        x0_hat = chain.x0_hat(x, t_now, eps)
         psnr = _psnr(to_uint8(x0_hat, h, w), image.rgb)
         rmse = float(((x0_hat - x0)[..., :h, :w] ** 2).mean().sqrt()) * 127.5
         record_out.append({"record": len(records) - 1, "t": t_now, "file_bytes": sizes[-1], "psnr_mean": psnr,
@@ -153,10 +171,12 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
         stop_here = _should_stop(stop, t_now, psnr, sizes, h * w)
         if stop_here:
             break
+    lossless = {}
     if not stop_here:  # the lossless record
-        t = plan.t_stop
-        x0_hat = chain.diffusion.x0_from_eps(x, torch.tensor([chain.step_of[t]]), eps).clamp(-1, 1)
-        records.append(_lossless_record(image, x0_hat))
+        reference = Chain(model, header, plan, padded.shape[:2], reference=True)
+        x, eps = replay(reference, coded_steps)
+        payload, lossless = _lossless_record(image, reference.x0_hat(x, plan.t_stop, eps))
+        records.append(payload)
         sizes.append(len(pack(header, records)))
         record_out.append({"record": len(records) - 1, "t": 0, "file_bytes": sizes[-1], "psnr_mean": None,
                            "rmse_0_255": 0.0})
@@ -170,11 +190,22 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
             record_out.pop()
     data = pack(header, records)
     stats = {"header_bytes": unpack(data).header_bytes, "file_bytes": len(data), "pixels": h * w, "dims": 3 * h * w,
-             "bpp": len(data) * 8 / (h * w), "steps": steps_out, "records": record_out,
+             "bpp": len(data) * 8 / (h * w), "steps": steps_out, "records": record_out, "lossless": lossless,
              "config": {"t_stop": header.t_stop, "groups": header.groups, "log2_candidates": header.log2_candidates,
                         "chunk_bits": header.chunk_bits, "variance": header.variance.name.lower(),
                         "layout": header.layout.name.lower(), "seed": header.seed}}
     return Encoded(data, stats)
+
+
+def replay(chain: Chain, coded_steps: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, ε̂) at the end of the coded steps ``(step, t, s, level, indices)``, rebuilt on ``chain``
+    as a decoder would (the encoder's float64 replay of its float32 encode)."""
+    x = chain.x_T()
+    eps = chain.eps(x, chain.plan.boundaries[0])
+    for step, t, s, level, indices in coded_steps:
+        x = chain.step_from_indices(x, eps, step, t, level, indices)
+        eps = chain.eps(x, s)
+    return x, eps
 
 
 def _should_stop(stop: Stop, t_now: int, psnr: float, sizes: list[int], pixels: int) -> bool:
@@ -185,9 +216,13 @@ def _should_stop(stop: Stop, t_now: int, psnr: float, sizes: list[int], pixels: 
     return stop.bpp is not None and sizes[-1] * 8 > stop.bpp * pixels
 
 
-def _lossless_record(image: CodecImage, x0_hat: torch.Tensor) -> bytes:
+def _lossless_record(image: CodecImage, x0_hat: torch.Tensor) -> tuple[bytes, dict]:
+    """Pixel CRC, the guarded rounding's list, the residual planes (FORMAT.md §7)."""
     h, w = image.height, image.width
-    pixels = lossless_pixels(image)
-    r = pixels - prediction(x0_hat, h, w, image.mode)
+    values = prediction_values(x0_hat, h, w)
+    guard, rounded = guarded_rounding.encode(values, GUARD_MARGIN)
+    r = lossless_pixels(image) - prediction_from_rounded(rounded, image.mode)
     check = crc16(image.rgb.tobytes())
-    return check.to_bytes(2, "little") + interlaced.encode(r.reshape(-1, h, w))
+    listed = int(guarded_rounding.near_half(values, GUARD_MARGIN).size)
+    return (check.to_bytes(2, "little") + guard + interlaced.encode(r.reshape(-1, h, w)),
+            {"guard_listed": listed, "guard_bytes": len(guard), "guard_margin": GUARD_MARGIN})

@@ -35,7 +35,7 @@ import constriction
 import numpy as np
 
 from . import portable_math
-from .noise import LANE_NORMAL, SharedNoise, stream_key
+from .noise import SharedNoise
 
 # candidates scored per pass (their log-weights and arrival times are held in memory at once)
 CANDIDATES_PER_BLOCK = 1 << 20
@@ -83,32 +83,23 @@ def log_weight_coefficients(q_mean, q_std, p_mean, p_std):
     return a, b, c
 
 
-def simulate(q_mean, q_std, p_mean, p_std, noise: SharedNoise, key, log2_candidates: int):
+def simulate(q_mean, q_std, p_mean, p_std, noise: SharedNoise, key, log2_candidates: int, scorer=None):
     """Encoder: returns (index, sample) with sample approximately ~ q.
 
     ``sample`` is exactly what ``reconstruct(index, p_mean, p_std, noise, key)`` returns.
+    ``scorer`` is the strategy that finds the index, an object with ``best_index(seed, stream,
+    a, b, c, log2_candidates) -> int``: by default ``bitstream.kernels.CompiledScorer`` (numba,
+    CPU); ``bitstream.torch_scoring.TorchScorer`` scores on any torch device.
     """
     k = int(log2_candidates)
     if not 0 <= k <= 30:
         raise ValueError("log2_candidates must be in [0, 30]")
-    from . import kernels  # numba: imported by the encoder only, the decoder starts faster
+    if scorer is None:
+        from .kernels import CompiledScorer  # numba: imported by the encoder only, the decoder starts faster
 
+        scorer = CompiledScorer()
     a, b, c = log_weight_coefficients(q_mean, q_std, p_mean, p_std)
-    n_total = 1 << k
-    stream = stream_key(key)
-    best_score = np.inf
-    best_index = 0
-    t_offset = 0.0
-    for start in range(0, n_total, CANDIDATES_PER_BLOCK):
-        count = min(CANDIDATES_PER_BLOCK, n_total - start)
-        logw = kernels.log_weights(noise.seed, stream, LANE_NORMAL, start, count, a, b, c)
-        arrivals = t_offset + np.cumsum(noise.exponentials(key, start, count))
-        t_offset = float(arrivals[-1])
-        score = np.log(arrivals) - logw
-        i = int(np.argmin(score))
-        if score[i] < best_score:
-            best_score = float(score[i])
-            best_index = start + i
+    best_index = int(scorer.best_index(noise.seed, key, a, b, c, k))
     return best_index, reconstruct(best_index, p_mean, p_std, noise, key)
 
 

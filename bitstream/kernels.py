@@ -7,12 +7,19 @@ several times; here one fused loop per candidate generates its Philox words, tur
 normals and accumulates the sum, in parallel over candidates.  The numbers are those of the
 recipe: the same words and uniforms bit for bit, the normals up to the last ulp of the
 platform's log/cos/sin (``tests/test_channel.py`` compares the two paths).
+
+``CompiledScorer`` is the CPU strategy of ``bitstream.channel.simulate`` built on this loop:
+it turns the log-weights and the arrival times into the selected index.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numba
 import numpy as np
+
+from .noise import LANE_NORMAL, SharedNoise, stream_key
 
 _M32 = np.uint64(0xFFFFFFFF)
 _S32 = np.uint64(32)
@@ -96,3 +103,47 @@ def log_weights(seed: int, stream: int, lane: int, start: int, count: int, a: np
     out = np.empty(int(count), dtype=np.float64)
     _log_weights(np.uint64(seed), np.uint64(stream), np.uint64(lane), int(start), int(count), a, b, float(c), out)
     return out
+
+
+def check_log2_candidates(log2_candidates) -> int:
+    k = int(log2_candidates)
+    if not 0 <= k <= 30:
+        raise ValueError("log2_candidates must be in [0, 30]")
+    return k
+
+
+class CompiledScorer:
+    """Finds the PFR index on the CPU: argmin over n < 2**k of ln T_n - ln w_n.
+
+    The arrival times are summed in passes of ``bitstream.channel.CANDIDATES_PER_BLOCK``
+    candidates, T = (last T of the previous pass) + cumsum(E of this pass), as
+    ``simulate`` defines them; ties go to the smallest index.
+    """
+
+    def best_index(self, seed: int, stream, a: np.ndarray, b: np.ndarray, c: float, log2_candidates: int) -> int:
+        from . import channel
+
+        k = check_log2_candidates(log2_candidates)
+        noise = SharedNoise(seed)
+        stream = stream_key(stream)
+        n_total = 1 << k
+        best_score = np.inf
+        best_index = 0
+        t_offset = 0.0
+        for start in range(0, n_total, channel.CANDIDATES_PER_BLOCK):
+            count = min(channel.CANDIDATES_PER_BLOCK, n_total - start)
+            logw = log_weights(noise.seed, stream, LANE_NORMAL, start, count, a, b, c)
+            arrivals = t_offset + np.cumsum(noise.exponentials(stream, start, count))
+            t_offset = float(arrivals[-1])
+            score = np.log(arrivals) - logw
+            i = int(np.argmin(score))
+            if score[i] < best_score:
+                best_score = float(score[i])
+                best_index = start + i
+        return best_index
+
+    def best_indices(self, seed: int, streams: Sequence, coefficients: Sequence, log2_candidates: int) -> list[int]:
+        """``best_index`` of each ``(a, b, c)`` in ``coefficients`` with the stream at the same place."""
+        if len(streams) != len(coefficients):
+            raise ValueError("need one stream per set of coefficients")
+        return [self.best_index(seed, s, a, b, c, log2_candidates) for s, (a, b, c) in zip(streams, coefficients)]

@@ -19,6 +19,7 @@ faithfully is refused with a :class:`~diffcodec.errors.DataError`.
   Pillow, with a note.
 - Animations and multi-page files are refused; an MPO (a JPEG carrying extra pictures) codes
   its primary picture, with a note.
+- An EXIF orientation other than "as stored" is not applied (nor kept): a note says so.
 """
 
 from __future__ import annotations
@@ -161,6 +162,9 @@ def from_pil(im: Image.Image) -> CodecImage:
 
 # ---- reading files -------------------------------------------------------------------------------
 
+ORIENTATION_TAG = 0x0112  # EXIF: how a viewer should rotate or flip the stored pixels (1: as stored)
+
+
 def _rawmode(im: Image.Image) -> str | None:
     """The raw sample layout Pillow will decode (e.g. ``RGB;16B``), if it says."""
     if not im.tile:
@@ -217,7 +221,11 @@ def read_image(data: bytes, name: str) -> LoadedImage:
                 notes = (f"MPO file with {frames} pictures: coded its first (primary) picture",)
             elif frames > 1:
                 raise DataError(f"{name} has {frames} frames; diffcodec codes single images (extract a frame first)")
-            rawmode = _rawmode(im) or ""
+            rawmode = _rawmode(im) or ""  # before getexif(), which may load the pixels
+            orientation = im.getexif().get(ORIENTATION_TAG, 1)
+            if orientation != 1:
+                notes += (f"EXIF orientation {orientation} is not kept: the pixels are coded as stored, "
+                          "unrotated",)
             if im.mode in ("RGB", "RGBA") and ";16" in rawmode:
                 loaded = _load_16bit_colour(data, im, rawmode, name)
             else:

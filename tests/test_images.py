@@ -217,6 +217,17 @@ def test_other_modes_are_converted_with_a_note():
     assert loaded.notes == ("mode CMYK converted to RGB by Pillow",) and not loaded.exact
 
 
+def test_exif_orientation_is_noted():
+    rgb = RNG.integers(0, 256, (3, 4, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    loaded = read_image(saved(Image.fromarray(rgb), exif=exif), "phone.png")
+    assert np.array_equal(loaded.image.rgb, rgb) and loaded.exact
+    assert loaded.notes == ("EXIF orientation 6 is not kept: the pixels are coded as stored, unrotated",)
+    exif[0x0112] = 1
+    assert read_image(saved(Image.fromarray(rgb), exif=exif), "upright.png").notes == ()
+
+
 def test_files_folders_and_junk(tmp_path):
     with pytest.raises(DataError, match="is a folder, not an image file"):
         load_image(tmp_path)

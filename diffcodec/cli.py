@@ -45,8 +45,6 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except click.exceptions.ClickException:
-            raise
         except Exception as e:
             if not _is_input_error(e):
                 raise

@@ -24,7 +24,7 @@ def _image(image) -> CodecImage:
     if isinstance(image, CodecImage):
         return image
     if isinstance(image, (str, Path)):
-        return load_image(Path(image))
+        return load_image(Path(image)).image
     if isinstance(image, Image.Image):
         return from_pil(image)
     array = np.asarray(image)

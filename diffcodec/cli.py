@@ -1,11 +1,14 @@
 """The ``diffcodec`` command line: thin wrappers over the library.
 
-Errors caused by input (missing files, bad data, mismatched checkpoints) print one line
-``error: …`` and exit with status 1; nothing is written in that case.
+Errors caused by input (missing files, bad data, mismatched checkpoints, malformed .ddc
+files) print one line ``error: …`` and exit with status 1; nothing is written in that case.
+Only click is imported at start-up (``--help`` stays fast); each command imports what it uses.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import unicodedata
 from pathlib import Path
 
@@ -17,6 +20,7 @@ EXAMPLES = """
 \b
 Examples:
   diffcodec encode photo.png -o photo.ddc
+  diffcodec encode photos/ -o coded/
   diffcodec decode photo.ddc -o photo.png --upto-t 200
   diffcodec info photo.ddc
   diffcodec nll ../shared/data/cifar-10-subset --limit 64
@@ -25,13 +29,25 @@ Examples:
 """
 
 
+def _is_input_error(e: Exception) -> bool:
+    """Errors caused by input: the library's, and the .ddc container's (``bitstream`` knows
+    nothing of ``diffcodec``, so its FormatError is not a DiffcodecError)."""
+    if isinstance(e, DiffcodecError):
+        return True
+    from bitstream.container import FormatError  # here, not at start-up: nothing failed before
+
+    return isinstance(e, FormatError)
+
+
 class _Group(click.Group):
     """Turns input errors of any command into one line on stderr and exit status 1."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except DiffcodecError as e:
+        except Exception as e:
+            if not _is_input_error(e):
+                raise
             click.echo(f"error: {e}", err=True)
             ctx.exit(1)
 
@@ -114,10 +130,9 @@ MODEL_OPTION = click.option("--model", "model_name", default="default", show_def
 DEVICE_OPTION = click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 
 
-def _variance_choice():
-    from .diffusion import ReverseVariance
-
-    return click.Choice([v.value for v in ReverseVariance])
+# The values of ``diffusion.ReverseVariance``, written out so that building the command line
+# does not import torch (a test keeps the two equal).
+VARIANCES = ("fixedlarge", "fixedsmall")
 
 
 @main.command(epilog="""
@@ -131,7 +146,7 @@ Examples:
 @MODEL_OPTION
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N images.")
 @click.option("--json", "json_path", type=click.Path(), default=None, help="Write the split and per-t arrays here.")
-@click.option("--variance", default="fixedlarge", show_default=True, type=_variance_choice(),
+@click.option("--variance", default="fixedlarge", show_default=True, type=click.Choice(VARIANCES),
               help="Reverse variance of the top-level figures (both are always computed).")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True, help="Seed of the x_t draws.")
@@ -193,7 +208,7 @@ Examples:
 @click.option("--size", default=32, show_default=True, type=click.IntRange(min=1), help="Side of each sample in pixels.")
 @click.option("--steps", default=None, type=click.IntRange(min=1),
               help="Respace the chain to this many evenly spaced steps (default: all T).")
-@click.option("--variance", default="fixedlarge", show_default=True, type=_variance_choice())
+@click.option("--variance", default="fixedlarge", show_default=True, type=click.Choice(VARIANCES))
 @click.option("--seed", default=0, show_default=True)
 @click.option("-o", "--out", "out_path", required=True, type=click.Path(), help="PNG grid to write.")
 @DEVICE_OPTION
@@ -276,6 +291,84 @@ def _load_for_file(model_name, header):
     raise CodecError(f"no shipped model has hash {header.model_hash.hex()}…; pass --model with the file's model")
 
 
+def _read_ddc(file: str):
+    """(name, bytes, header, description) of a .ddc argument (``-``: standard input); every
+    error names the file."""
+    from bitstream.container import FormatError
+    from .codec import describe, read_header
+    from .files import describe_source, read_input
+
+    name = describe_source(file)
+    data = read_input(file, ".ddc file")
+    try:
+        return name, data, read_header(data), describe(data)  # describe checks every record's checksum
+    except (DiffcodecError, FormatError) as e:
+        raise DiffcodecError(f"{name}: {e}") from None
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """The image files directly inside ``folder`` (by extension; hidden files skipped), by name."""
+    from PIL import Image
+
+    extensions = Image.registered_extensions()
+    files = sorted(p for p in folder.iterdir()
+                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in extensions)
+    if not files:
+        raise DiffcodecError(f"folder {folder} holds no image files")
+    return files
+
+
+def _encode_jobs(images: tuple[str, ...], out: str, force: bool) -> list[tuple[str, str]]:
+    """(input, output) pairs, checked before any work.
+
+    ``-o`` names a folder when it is an existing folder or ends in '/' (a missing one is
+    created); then image ``X.*`` becomes ``<folder>/X.ddc``.  Several images (or a folder of
+    them) need such a folder; one image may also go to a file or to standard output (``-``).
+    """
+    from .files import STDIO, check_output, check_writable
+
+    if STDIO in images and len(images) > 1:
+        raise DiffcodecError("'-' (standard input) must be the only image")
+    sources: list[str] = []
+    for arg in images:
+        sources += [str(p) for p in _image_files(Path(arg))] if arg != STDIO and Path(arg).is_dir() else [arg]
+    to_folder = out != STDIO and (out.endswith(("/", os.sep)) or Path(out).is_dir())
+    if not to_folder:
+        if len(sources) > 1 or any(a != STDIO and Path(a).is_dir() for a in images):
+            raise DiffcodecError(f"several images need -o to name a folder (an existing one, or ending in '/'), "
+                                 f"not {out}")
+        check_output(out, force)
+        return [(sources[0], out)]
+    if sources == [STDIO]:
+        raise DiffcodecError("give -o a file name (or '-') when the image comes from standard input")
+    folder = Path(out)
+    if not folder.is_dir() and not folder.parent.is_dir():
+        raise DiffcodecError(f"folder {folder.parent} does not exist")
+    jobs, seen = [], {}
+    for src in sources:
+        target = folder / (Path(src).stem + ".ddc")
+        if target in seen:
+            raise DiffcodecError(f"{seen[target]} and {src} would both be written to {target}; "
+                                 "encode them separately")
+        seen[target] = src
+        if folder.is_dir():
+            check_writable(target, force)
+        jobs.append((src, str(target)))
+    return jobs
+
+
+def _encode_steps(model, config, stop) -> int:
+    """The encoder's progress total (coded steps and the lossless record), known before the
+    first step ends; the number of steps does not depend on where records end."""
+    from bitstream.container import RecordLayout
+    from .codec import resolve_t_stop
+    from .plan import make_plan
+
+    plan = make_plan(model.schedule_config.num_timesteps, resolve_t_stop(config, stop), config.groups,
+                     config.layout if config.layout is not None else RecordLayout.COARSE)
+    return plan.num_steps + 1
+
+
 @main.command(epilog="""
 \b
 Examples:
@@ -283,9 +376,13 @@ Examples:
   diffcodec encode photo.png -o photo.ddc --lossless      (full rate: decodes bit for bit)
   diffcodec encode photo.png -o photo.ddc --bpp 1.0 --stats photo.json
   diffcodec encode photo.png -o photo.ddc --upto-t 100
+  diffcodec encode a.png b.jpg -o coded/                  (coded/a.ddc, coded/b.ddc)
+  diffcodec encode photos/ -o coded/                      (every image in photos/)
+  cat photo.png | diffcodec encode - -o - > photo.ddc     (standard input and output)
 """)
-@click.argument("image", type=click.Path())
-@click.option("-o", "--out", "out_path", required=True, type=click.Path(), help="The .ddc file to write.")
+@click.argument("images", nargs=-1, required=True, type=click.Path(allow_dash=True))
+@click.option("-o", "--out", "out_path", required=True, type=click.Path(allow_dash=True),
+              help="The .ddc file to write ('-': standard output), or a folder (existing, or ending in '/').")
 @MODEL_OPTION
 @click.option("--upto-t", type=click.IntRange(min=0, max=1000), default=None,
               help="Stop once the chain reaches this timestep (0: lossless).")
@@ -293,15 +390,17 @@ Examples:
               help="Largest file within this many bits per pixel (headers included).")
 @click.option("--psnr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop at the first prefix whose decoded image (mean) reaches this PSNR in dB. [default: 35]")
-@click.option("--lossless", is_flag=True, help="Code everything: the decoded PNG equals the input.")
+@click.option("--lossless", is_flag=True,
+              help="Code everything: the decoded PNG equals the 8-bit image coded (the input itself for 8-bit "
+                   "inputs; see the table of input modes).")
 @click.option("--stats", "stats_path", type=click.Path(), default=None,
-              help="Write per-step KL, coded bits and record sizes as JSON.")
+              help="Write per-step KL, coded bits and record sizes as JSON (one image only).")
 @click.option("--t-stop", default=None, type=click.IntRange(1, 99),
               help="Last channel-simulated step; x_0 is coded losslessly from x_{t-stop}. "
                    "[default: 20 with --lossless or --upto-t 0, else 10]")
 @click.option("--groups", default=40, show_default=True, type=click.IntRange(1, 255),
               help="Coded steps from T down to t-stop (log-spaced; encoder time grows with it).")
-@click.option("--candidates", "log2_candidates", default=12, show_default=True, type=click.IntRange(0, 20),
+@click.option("--candidates", "log2_candidates", default=12, show_default=True, type=click.IntRange(1, 20),
               help="log2 of the candidates per channel-simulation call (encoder time grows as 2^this).")
 @click.option("--chunk-bits", default=5.0, show_default=True, type=click.FloatRange(0.25, 63.75),
               help="KL budget per call in bits (a multiple of 1/4).")
@@ -309,13 +408,20 @@ Examples:
               help="Where records (decodable prefixes) end; auto: coarse below 256×256 pixels.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**64 - 1), help="Shared-randomness seed.")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
-def encode(image, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path, t_stop, groups, log2_candidates,
+def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path, t_stop, groups, log2_candidates,
            chunk_bits, records, seed, force):
-    """Compress IMAGE (PNG, JPEG, …; any size; RGB, grayscale, 16-bit, RGBA) into a .ddc file.
+    """Compress IMAGES (PNG, JPEG, …; any size) into .ddc files.
+
+    One IMAGE goes to the file -o names, or to standard output with '-o -'; IMAGE '-' reads
+    standard input. Several images, or a folder (its image files, not its subfolders), go to
+    the folder -o names, which must exist or end in '/': image X.png becomes X.ddc there. Two
+    images of the same name, or an existing output without --force, stop the command before
+    anything is written.
 
     The file is progressive: every prefix of records decodes. Pick at most one of --upto-t,
-    --bpp, --psnr, --lossless; the default stops at 35 dB PSNR. 16-bit samples are rounded
-    to 8 bits; alpha is kept losslessly.
+    --bpp, --psnr, --lossless; the default stops at 35 dB PSNR. RGB, grayscale and alpha are
+    coded as they are; 16-bit and floating-point samples are rounded to 8 bits, other modes
+    converted, each with a note on stderr; animations are refused.
 
     A full-rate file channel-codes down to t = 20 and sends the rest losslessly; an early stop
     codes down to t = 10 (records near small t give the high-PSNR prefixes). So a lossy file
@@ -326,8 +432,8 @@ def encode(image, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path,
     from bitstream.container import RecordLayout
     from .checkpoint import load_model
     from .codec import DEFAULT_STOP, CodecConfig, Stop, compress
-    from .files import atomic_write_bytes, check_writable, write_json
-    from .images import load_image
+    from .files import STDIO, check_writable, describe_source, describe_target, read_input, write_json, write_output
+    from .images import load_image, read_image
 
     chosen = [name for name, v in (("--upto-t", upto_t), ("--bpp", bpp), ("--psnr", psnr)) if v is not None]
     chosen += ["--lossless"] if lossless else []
@@ -335,32 +441,57 @@ def encode(image, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path,
         raise DiffcodecError(f"choose one of {', '.join(chosen)}")
     if abs(round(chunk_bits * 4) - chunk_bits * 4) > 1e-9:
         raise DiffcodecError("--chunk-bits must be a multiple of 0.25")
-    check_writable(Path(out_path), force)
+    jobs = _encode_jobs(images, out_path, force)
+    if stats_path and len(jobs) > 1:
+        raise DiffcodecError("--stats takes a single image")
     if stats_path:
         check_writable(Path(stats_path), force)
-    img = load_image(Path(image))
+    stdin = read_input(STDIO) if jobs[0][0] == STDIO else None
+
+    def load(source: str):
+        return read_image(stdin, "standard input") if source == STDIO else load_image(Path(source))
+
+    first = load(jobs[0][0])
+    for source, _ in jobs[1:]:  # every input is read before any work, so a bad one writes nothing
+        load(source)
+    say = functools.partial(click.echo, err=out_path == STDIO)  # standard output carries the file then
     model = load_model(model_name)
     stop = Stop(upto_t=upto_t, bpp=bpp, psnr=psnr) if chosen and not lossless else (Stop() if lossless else DEFAULT_STOP)
     layout = {"auto": None, "coarse": RecordLayout.COARSE, "every-step": RecordLayout.EVERY_STEP}[records]
     config = CodecConfig(t_stop=t_stop, groups=groups, log2_candidates=log2_candidates, chunk_bits=chunk_bits,
                          layout=layout, seed=seed)
-    with tqdm(desc="encode", unit="step", dynamic_ncols=True) as bar:
-        def progress(done, total):
-            bar.total = total
-            bar.update(done - bar.n)
-        result = compress(img, model, config, stop, progress)
-    atomic_write_bytes(Path(out_path), result.data, force=True)
-    st = result.stats
-    last = st["records"][-1] if st["records"] else {"t": 1000, "psnr_mean": float("nan")}
-    reached = "lossless" if last["t"] == 0 else f"t = {last['t']}, mean reconstruction {last['psnr_mean']:.2f} dB"
-    click.echo(f"wrote {out_path}: {st['file_bytes']} bytes, {st['bpp']:.3f} bpp ({img.width}×{img.height}, "
-               f"{len(st['records'])} records), {reached}")
-    if stats_path:
-        st["image"] = str(image)
-        st["model"] = model.name
-        st["model_sha256"] = model.weights_sha256
-        write_json(Path(stats_path), st, force=True)
-        click.echo(f"wrote {stats_path}")
+    if len(jobs) > 1 or jobs[0][1] != out_path:
+        Path(out_path).mkdir(exist_ok=True)
+    for i, (source, target) in enumerate(jobs):
+        loaded = first if i == 0 else load(source)
+        name = describe_source(source)
+        for note in loaded.notes:
+            click.echo(f"note: {name}: {note}", err=True)
+        img = loaded.image
+        desc = "encode" if len(jobs) == 1 else f"encode {i + 1}/{len(jobs)}"
+        with tqdm(desc=desc, total=_encode_steps(model, config, stop), unit="step", dynamic_ncols=True) as bar:
+            def progress(done, total):
+                bar.total = total
+                bar.update(done - bar.n)
+            result = compress(img, model, config, stop, progress)
+            bar.update(bar.total - bar.n)  # a lossy stop ends early: the work is done all the same
+        write_output(target, result.data)
+        st = result.stats
+        last = st["records"][-1] if st["records"] else {"t": 1000, "psnr_mean": float("nan")}
+        if last["t"] != 0:
+            reached = f"t = {last['t']}, mean reconstruction {last['psnr_mean']:.2f} dB"
+        elif loaded.exact:
+            reached = "lossless"
+        else:
+            reached = "lossless for the 8-bit image coded, not for the input's samples (see the note)"
+        say(f"wrote {describe_target(target)}: {st['file_bytes']} bytes, {st['bpp']:.3f} bpp "
+            f"({img.width}×{img.height}, {len(st['records'])} records), {reached}")
+        if stats_path:
+            st["image"] = name
+            st["model"] = model.name
+            st["model_sha256"] = model.weights_sha256
+            write_json(Path(stats_path), st, force=True)
+            say(f"wrote {stats_path}")
 
 
 @main.command(epilog="""
@@ -369,9 +500,11 @@ Examples:
   diffcodec decode photo.ddc -o photo.png
   diffcodec decode photo.ddc -o coarse.png --upto-t 200 --reconstruct flow
   diffcodec decode photo.ddc -o photo.png --frames frames/     (x̂_0 after each record + animation.gif)
+  diffcodec decode - -o - < photo.ddc > photo.png              (standard input and output)
 """)
-@click.argument("file", type=click.Path())
-@click.option("-o", "--out", "out_path", required=True, type=click.Path(), help="PNG to write.")
+@click.argument("file", type=click.Path(allow_dash=True))
+@click.option("-o", "--out", "out_path", required=True, type=click.Path(allow_dash=True),
+              help="PNG to write ('-': standard output).")
 @click.option("--upto-t", type=click.IntRange(min=0, max=1000), default=None,
               help="Decode only up to the first record at or below this timestep.")
 @click.option("--reconstruct", "how", type=click.Choice(["mean", "flow", "ancestral"]), default="mean",
@@ -384,42 +517,44 @@ Examples:
               help="Model name or folder (default: the shipped model the file names).")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 def decode(file, out_path, upto_t, how, steps, frames_dir, model_name, force):
-    """Decode a .ddc FILE (or any prefix of it) to a PNG."""
+    """Decode a .ddc FILE (or any prefix of it) to a PNG.
+
+    FILE '-' reads standard input; '-o -' writes the PNG to standard output (messages go to
+    standard error then).
+    """
     from tqdm import tqdm
 
-    from .codec import decompress, describe, read_header
-    from .files import atomic_write_bytes, check_writable
+    from .codec import decompress
+    from .files import STDIO, check_output, describe_target, write_output
     from .reconstruct import Reconstruction
 
-    check_writable(Path(out_path), force)
-    path = Path(file)
-    if not path.is_file():
-        raise DiffcodecError(f"no such file: {path}")
-    data = path.read_bytes()
-    header = read_header(data)
-    describe(data)  # every record's checksum, before any work
-    model = _load_for_file(model_name, header)
+    check_output(out_path, force)
     if frames_dir:
         frames = Path(frames_dir)
-        if frames.exists() and any(frames.iterdir()) and not force:
+        if frames.exists() and not frames.is_dir():
+            raise DiffcodecError(f"--frames {frames} is a file, not a folder")
+        if frames.is_dir() and any(frames.iterdir()) and not force:
             raise DiffcodecError(f"{frames} is not empty; pass --force to write into it")
+    name, data, header, _ = _read_ddc(file)
+    model = _load_for_file(model_name, header)
+    say = functools.partial(click.echo, err=out_path == STDIO)
     with tqdm(desc="decode", unit="step", dynamic_ncols=True) as bar:
         out = decompress(data, model, upto_t, Reconstruction(how), steps=steps, frames=bool(frames_dir),
                          progress=lambda: bar.update(1))
     if out.truncated and out.records_used == out.records_available:
-        click.echo(f"warning: {path} is truncated; decoded its {out.records_used} complete records "
+        click.echo(f"warning: {name} is truncated; decoded its {out.records_used} complete records "
                    f"(t = {out.t})", err=True)
     if out.exact is False:
         click.echo("warning: the lossless record decoded, but the pixels differ from the encoder's "
                    "(network outputs differ between machines); a few pixels may be off by one", err=True)
-    atomic_write_bytes(Path(out_path), out.image.png_bytes(), force=True)
+    write_output(out_path, out.image.png_bytes())
     what = "lossless" if out.t == 0 else f"t = {out.t}, {how} reconstruction"
-    click.echo(f"wrote {out_path} ({what}, {out.records_used} records)")
+    say(f"wrote {describe_target(out_path)} ({what}, {out.records_used} records)")
     if frames_dir:
-        _write_frames(Path(frames_dir), out.frames)
+        _write_frames(Path(frames_dir), out.frames, say)
 
 
-def _write_frames(folder: Path, frames) -> None:
+def _write_frames(folder: Path, frames, say) -> None:
     from .files import atomic_write_bytes
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -434,7 +569,7 @@ def _write_frames(folder: Path, frames) -> None:
         big = [im.resize((im.width * scale, im.height * scale), 0) for im in images]
         big[0].save(buf, format="GIF", save_all=True, append_images=big[1:], duration=400, loop=0)
         atomic_write_bytes(folder / "animation.gif", buf.getvalue(), force=True)
-    click.echo(f"wrote {len(images)} frames and animation.gif to {folder}")
+    say(f"wrote {len(images)} frames and animation.gif to {folder}")
 
 
 @main.command(epilog="""
@@ -442,25 +577,26 @@ def _write_frames(folder: Path, frames) -> None:
 Examples:
   diffcodec info photo.ddc
   diffcodec info photo.ddc --json
+  diffcodec encode photo.png -o - | diffcodec info -
 """)
-@click.argument("file", type=click.Path())
+@click.argument("file", type=click.Path(allow_dash=True))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def info(file, as_json):
-    """Show a .ddc file's header, its records and the cumulative rate after each."""
+    """Show a .ddc FILE's header, its records and the cumulative rate after each.
+
+    FILE '-' reads standard input. Rates are given in bits per pixel (bpp) and in bits per
+    dimension (bits/dim = bpp / 3: three colour samples a pixel, as the bound counts them).
+    """
     import json
 
-    from .codec import describe
-
-    path = Path(file)
-    if not path.is_file():
-        raise DiffcodecError(f"no such file: {path}")
-    doc = describe(path.read_bytes())
+    name, _, _, doc = _read_ddc(file)
     if as_json:
         click.echo(json.dumps(doc, indent=1))
         return
     h = doc["header"]
-    click.echo(f"{path}: .ddc v{h['version']}, {h['width']}×{h['height']} {h['mode']}, model {h['model_hash']}…, "
-               f"{doc['file_bytes']} bytes ({doc['bpp']:.3f} bpp)")
+    bits_per_dim = doc["file_bytes"] * 8 / (3 * h["width"] * h["height"])
+    click.echo(f"{name}: .ddc v{h['version']}, {h['width']}×{h['height']} {h['mode']}, model {h['model_hash']}…, "
+               f"{doc['file_bytes']} bytes ({doc['bpp']:.3f} bpp = {bits_per_dim:.4f} bits/dim)")
     click.echo(f"  plan: {doc['coded_steps']} coded steps from t = {doc['boundaries'][0]} to t_stop = {h['t_stop']} "
                f"(log-spaced), 2^{h['log2_candidates']} candidates, {h['chunk_bits']} bits per call, "
                f"σ² = {h['variance']}, records {h['layout']}, seed {h['seed']}")

@@ -1,10 +1,12 @@
-"""Writing output files safely: atomically, and never over an existing file unless asked."""
+"""Reading inputs and writing outputs safely: atomically, never over an existing file unless
+asked, and ``-`` for standard input or output as image tools do."""
 
 from __future__ import annotations
 
 import io
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -13,6 +15,54 @@ import torch
 from PIL import Image
 
 from .errors import DiffcodecError
+
+STDIO = "-"  # a file argument meaning standard input (inputs) or standard output (outputs)
+
+
+def describe_source(arg: str) -> str:
+    """How messages name an input argument."""
+    return "standard input" if arg == STDIO else str(arg)
+
+
+def describe_target(arg: str) -> str:
+    """How messages name an output argument."""
+    return "standard output" if arg == STDIO else str(arg)
+
+
+def read_input(arg: str, kind: str = "file") -> bytes:
+    """The bytes of an input file, or of standard input for ``-``; one-line errors for a
+    missing file or a folder (``kind`` names what was expected, e.g. ".ddc file")."""
+    if arg == STDIO:
+        return sys.stdin.buffer.read()
+    path = Path(arg)
+    if path.is_dir():
+        raise DiffcodecError(f"{path} is a folder, not a {kind}")
+    if not path.is_file():
+        raise DiffcodecError(f"no such file: {path}")
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise DiffcodecError(f"cannot read {path} ({e.strerror})") from None
+
+
+def check_output(arg: str, force: bool) -> None:
+    """Before any work: the output can be written (``-``: standard output, not a terminal)."""
+    if arg == STDIO:
+        if sys.stdout.isatty():
+            raise DiffcodecError("refusing to write binary data to a terminal; redirect standard output "
+                                 "or give -o a file name")
+        return
+    check_writable(Path(arg), force)
+
+
+def write_output(arg: str, data: bytes, force: bool = True) -> None:
+    """Write ``data`` to the file ``arg`` (atomically) or to standard output for ``-``."""
+    if arg == STDIO:
+        out = sys.stdout.buffer
+        out.write(data)
+        out.flush()
+    else:
+        atomic_write_bytes(Path(arg), data, force)
 
 
 def check_writable(path: Path, force: bool) -> Path:

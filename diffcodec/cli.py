@@ -515,8 +515,10 @@ Examples:
               help="Folder for the image after every record and an animation.")
 @click.option("--model", "model_name", default=None,
               help="Model name or folder (default: the shipped model the file names).")
+@click.option("--accept-mismatch", is_flag=True,
+              help="Write the image even if the lossless record does not reproduce the encoder's pixels.")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
-def decode(file, out_path, upto_t, how, steps, frames_dir, model_name, force):
+def decode(file, out_path, upto_t, how, steps, frames_dir, model_name, accept_mismatch, force):
     """Decode a .ddc FILE (or any prefix of it) to a PNG.
 
     FILE '-' reads standard input; '-o -' writes the PNG to standard output (messages go to
@@ -545,10 +547,16 @@ def decode(file, out_path, upto_t, how, steps, frames_dir, model_name, force):
         click.echo(f"warning: {name} is truncated; decoded its {out.records_used} complete records "
                    f"(t = {out.t})", err=True)
     if out.exact is False:
-        click.echo("warning: the lossless record decoded, but the pixels differ from the encoder's "
-                   "(network outputs differ between machines); a few pixels may be off by one", err=True)
+        mismatch = (f"{name} does not decode to the image that was encoded: its pixels do not match the "
+                    f"checksum the encoder stored")
+        if not accept_mismatch:
+            raise DiffcodecError(f"{mismatch} (nothing written; --accept-mismatch writes the image anyway)")
+        click.echo(f"warning: {mismatch}", err=True)
     write_output(out_path, out.image.png_bytes())
-    what = "lossless" if out.t == 0 else f"t = {out.t}, {how} reconstruction"
+    if out.t == 0:
+        what = "lossless" if out.exact else "all records, NOT the encoded image"
+    else:
+        what = f"t = {out.t}, {how} reconstruction"
     say(f"wrote {describe_target(out_path)} ({what}, {out.records_used} records)")
     if frames_dir:
         _write_frames(Path(frames_dir), out.frames, say)

@@ -178,3 +178,26 @@ def test_info_of_the_golden_file_matches_golden_json():
     result = run("info", golden / "cifar0_default_fast.ddc", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == json.loads((golden / "info_cifar0_default_fast.json").read_text())
+
+
+@needs_cifar
+def test_a_lossless_file_that_does_not_reproduce_its_pixels_fails_unless_accepted(ddc, tmp_path):
+    """A lossless record whose pixel checksum fails (forged here) is an error with nothing written,
+    and with --accept-mismatch the image is written without being called lossless."""
+    from bitstream.container import pack
+
+    u = unpack(ddc.read_bytes())
+    forged = tmp_path / "forged.ddc"
+    forged.write_bytes(pack(u.header, u.records[:-1] + [bytes([u.records[-1][0] ^ 1]) + u.records[-1][1:]]))
+    out = tmp_path / "out.png"
+    result = run("decode", forged, "-o", out)
+    messages = [line for line in result.output.strip().splitlines() if not line.startswith("decode:")]  # no bar
+    assert result.exit_code == 1 and len(messages) == 1 and "Traceback" not in result.output
+    assert messages[0].startswith("error: ") and "does not decode to the image that was encoded" in messages[0]
+    assert not out.exists()
+    result = run("decode", forged, "-o", out, "--accept-mismatch")
+    assert result.exit_code == 0 and out.exists()
+    assert "does not decode to the image that was encoded" in result.output
+    wrote = [line for line in result.output.splitlines() if line.startswith("wrote")]
+    assert len(wrote) == 1 and "lossless" not in wrote[0].replace(str(tmp_path), "")
+    assert "NOT the encoded image" in wrote[0]

@@ -161,7 +161,7 @@ def evaluate_bound(
         sqrt_abar, sqrt_one_minus = per_step(tables.sqrt_abar), per_step(tables.sqrt_one_minus_abar)
         x_k = sqrt_abar * x0e + sqrt_one_minus * noise
         net_in = x_k.to(torch.float32).reshape(m * B, *x0.shape[1:])
-        eps = eps_fn(net_in, tables.network_timesteps[idx].repeat_interleave(B))
+        eps = eps_fn(net_in, tables.network_timesteps[idx].view(m, 1).expand(m, B).reshape(-1))
         if eps.shape != net_in.shape:
             raise ValueError(f"ε-predictor returned {tuple(eps.shape)} for input {tuple(net_in.shape)}")
         eps = eps.to(torch.float64).view(x_k.shape)

@@ -88,6 +88,19 @@ class DatasetBound:
         return doc
 
 
+def network_function(model: Model, bf16: bool = False):
+    """The model's ε-predictor, under bfloat16 autocast on its device if ``bf16``."""
+    if not bf16:
+        return model.eps_fn
+    device_type = next(model.net.parameters()).device.type
+
+    def eps_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type, dtype=torch.bfloat16):
+            return model.eps_fn(x, t)
+
+    return eps_fn
+
+
 def evaluate_dataset(
     model: Model,
     images: torch.Tensor,
@@ -112,11 +125,7 @@ def evaluate_dataset(
     device = next(model.net.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     batches = math.ceil(images.shape[0] / batch_size)
-    eps_fn = model.eps_fn
-    if bf16:
-        def eps_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            with torch.autocast(device.type, dtype=torch.bfloat16):
-                return model.eps_fn(x, t)
+    eps_fn = network_function(model, bf16)
     parts: list[BoundTerms] = []
     with tqdm(total=batches * diffusion.num_steps, disable=not progress, desc="bound", unit="step",
               dynamic_ncols=True) as bar:

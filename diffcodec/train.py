@@ -205,7 +205,8 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(seed)
         self.device_generator = torch.Generator(self.device).manual_seed(seed) if cuda else self.generator
         if cuda:  # dropout's generator: one stream per rank
-            torch.cuda.default_generators[self.device.index or 0].manual_seed(seed)
+            index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+            torch.cuda.default_generators[index].manual_seed(seed)
         self.data = cfg.data.build()
         self.data_on_device = self._place_data()
         self.step, self.elapsed, self.last_loss = 0, 0.0, float("nan")

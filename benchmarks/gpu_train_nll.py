@@ -188,6 +188,8 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup-steps", type=int, default=30)
     ap.add_argument("--window-steps", type=int, default=50)
     ap.add_argument("--windows", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="CPU threads for torch [default: torch's; --quick: 1, which a shared CPU runs fastest]")
     ap.add_argument("--quick", action="store_true",
                     help="CPU smoke run: batch 2, 1 warm-up step, 2 windows of 1 step; nll of 1 image with "
                          "`default` at 100 and 250 timesteps per call")
@@ -210,6 +212,9 @@ def main(argv=None) -> int:
         model_name = args.model or "default"
         images_n = 1
         variants = [NllVariant(1, 100), NllVariant(1, 250)]
+    threads = args.threads if args.threads is not None else (1 if args.quick else None)
+    if threads:
+        torch.set_num_threads(threads)
     torch.backends.cuda.matmul.allow_tf32 = True  # as Trainer does on CUDA; nll keeps the library's defaults
     networks = {"paper": ("ddpm-cifar10", CONFIGS["ddpm-cifar10"]), "c64": ("c64 (8.95M)", UNetConfig(**C64))}
     training = []
@@ -248,9 +253,9 @@ def main(argv=None) -> int:
         bits="none counted: speeds, and the model's bound in bits/dim for nll")
     doc = {"name": "diffcodec-train-nll-speed", "description": __doc__.split("\n")[0],
            "provenance": dataclasses.asdict(prov), "quick": args.quick, "torch": torch.__version__,
-           "timing": dataclasses.asdict(timing), "training": training, "nll": nll_rows}
+           "timing": dataclasses.asdict(timing), "threads": torch.get_num_threads(), "training": training, "nll": nll_rows}
     (out / f"{stem}.json").write_text(json.dumps(doc, indent=1) + "\n")
-    body = [f"Device: **{prov.device}**, torch {torch.__version__}.\n"]
+    body = [f"Device: **{prov.device}**, torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s).\n"]
     if training:
         body += [f"## Training (Algorithm 1, batch {timing.batch}, 32×32)\n",
                  f"Median of {timing.windows} windows of {timing.window_steps} steps after {timing.warmup_steps} "

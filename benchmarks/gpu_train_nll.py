@@ -253,7 +253,8 @@ def main(argv=None) -> int:
         bits="none counted: speeds, and the model's bound in bits/dim for nll")
     doc = {"name": "diffcodec-train-nll-speed", "description": __doc__.split("\n")[0],
            "provenance": dataclasses.asdict(prov), "quick": args.quick, "torch": torch.__version__,
-           "timing": dataclasses.asdict(timing), "threads": torch.get_num_threads(), "training": training, "nll": nll_rows}
+           "timing": dataclasses.asdict(timing), "threads": torch.get_num_threads(), "training": training,
+           "nll": nll_rows}
     (out / f"{stem}.json").write_text(json.dumps(doc, indent=1) + "\n")
     body = [f"Device: **{prov.device}**, torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s).\n"]
     if training:

@@ -118,8 +118,8 @@ def evaluate_bound(
     """All terms of the bound for a batch ``x0`` (B, C, H, W) on the 256 levels of [−1, 1].
 
     ``clip_denoised`` clips x̂_0 to [−1, 1] before forming μ_θ, as the reference evaluation
-    does. ``steps`` restricts evaluation to some step indices (each once; others stay NaN); ``progress``
-    is called once per step evaluated.
+    does. ``steps`` restricts evaluation to some step indices (each once; others stay NaN);
+    ``progress`` is called once per step evaluated.
 
     Steps are taken from K down to 1, ``steps_per_call`` at a time: their x_k go through the
     network in one call of B · steps_per_call images, so a small network fills a large device.

@@ -105,7 +105,8 @@ class TrainConfig:
         rest = {k: v for k, v in d.items() if k not in ("unet", "schedule", "data", "init_from", "speed")}
         init = d.get("init_from")
         return cls(UNetConfig.from_dict(d["unet"]), ScheduleConfig.from_dict(d["schedule"]), DataConfig(**d["data"]),
-                   **rest, init_from=None if init is None else WarmStart(**init), speed=SpeedConfig(**d.get("speed", {})))
+                   **rest, init_from=None if init is None else WarmStart(**init),
+                   speed=SpeedConfig(**d.get("speed", {})))
 
 
 def ema_decay_at(step: int, decay: float) -> float:
@@ -198,7 +199,8 @@ class Trainer:
             self._warm_start()
         self.net.to(memory_format=self.memory_format)
         self.ema = copy.deepcopy(self.net).eval().requires_grad_(False)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, **({"fused": True} if cuda else {"foreach": True}))
+        adam = {"fused": True} if cuda else {"foreach": True}  # one kernel on CUDA, multi-tensor elsewhere
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, **adam)
         self.diffusion = GaussianDiffusion(cfg.schedule.build())
         self.loss_fn = SimpleLoss(self.diffusion, self.device, self.memory_format)
         seed = cfg.seed * 1_000_003 + self.rank

@@ -246,7 +246,8 @@ def test_warm_start_begins_at_the_model_and_records_it(images_dir, trained, tmp_
     # Resuming a warm-started run is exact and keeps the record.
     Trainer(_config(images_dir, 2, init_from=WarmStart(str(trained))), tmp_path / "split", device="cpu").run(
         progress=False)
-    saved = TrainConfig.from_dict(json.loads((tmp_path / "split" / CONFIG_FILE).read_text())["meta"]["training"]["config"])
+    record = json.loads((tmp_path / "split" / CONFIG_FILE).read_text())["meta"]["training"]["config"]
+    saved = TrainConfig.from_dict(record)
     assert saved.init_from == WarmStart(str(trained), "base", base.weights_sha256)
     second = Trainer(dataclasses.replace(saved, steps=4), tmp_path / "split", device="cpu", resume=True)
     second.run(progress=False)

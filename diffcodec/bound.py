@@ -84,6 +84,25 @@ def prior_kl_bits(diffusion: GaussianDiffusion, x0: torch.Tensor) -> np.ndarray:
     return (kl.flatten(1).sum(1) / LN2).cpu().numpy()
 
 
+class _StepTables:
+    """The bound's per-step constants as float64 tensors on one device, indexed by step − 1,
+    so that evaluating a step reads nothing from the host and nothing back."""
+
+    def __init__(self, diffusion: GaussianDiffusion, device: torch.device):
+        s = diffusion.schedule
+
+        def put(values: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float64)).to(device)
+
+        self.sqrt_abar = put(np.sqrt(s.alphas_cumprod))
+        self.sqrt_one_minus_abar = put(np.sqrt(1.0 - s.alphas_cumprod))
+        self.coef_x0 = put(s.posterior_mean_coef_x0)
+        self.coef_xt = put(s.posterior_mean_coef_xt)
+        self.posterior_variance = put(s.posterior_variance)
+        self.variance = {v: put(diffusion.reverse_variances(v)) for v in ReverseVariance}
+        self.network_timesteps = torch.from_numpy(s.timesteps - 1).to(device)
+
+
 @torch.no_grad()
 def evaluate_bound(
     diffusion: GaussianDiffusion,
@@ -94,42 +113,82 @@ def evaluate_bound(
     generator: torch.Generator | None = None,
     steps=None,
     progress=None,
+    steps_per_call: int = 1,
 ) -> BoundTerms:
     """All terms of the bound for a batch ``x0`` (B, C, H, W) on the 256 levels of [−1, 1].
 
     ``clip_denoised`` clips x̂_0 to [−1, 1] before forming μ_θ, as the reference evaluation
-    does. ``steps`` restricts evaluation to some step indices (others stay NaN); ``progress``
-    is called once per step evaluated.
+    does. ``steps`` restricts evaluation to some step indices (each once; others stay NaN);
+    ``progress`` is called once per step evaluated.
+
+    Steps are taken from K down to 1, ``steps_per_call`` at a time: their x_k go through the
+    network in one call of B · steps_per_call images, so a small network fills a large device.
+    The noise of each step is drawn on its own, in that order, from ``generator``: the terms do
+    not depend on ``steps_per_call`` (up to the network's own rounding at another batch size).
+    All terms stay on x0's device until the end, so no step waits for the host.
     """
     if x0.ndim != 4:
         raise ValueError(f"expected images shaped (B, C, H, W), got {tuple(x0.shape)}")
+    if steps_per_call < 1:
+        raise ValueError(f"steps_per_call must be >= 1, got {steps_per_call}")
     x0 = x0.to(torch.float64)
     levels = torch.round((x0 + 1) * 127.5)
     on_levels = (levels >= 0) & (levels <= 255) & ((levels / 127.5 - 1 - x0).abs() <= 1e-6)
     if not torch.all(on_levels):  # written so that NaN fails it too
         raise ValueError("x0 must lie on the 256 levels of [-1, 1]")
     B, K = x0.shape[0], diffusion.num_steps
+    order = list(range(K, 0, -1)) if steps is None else sorted({int(k) for k in steps}, reverse=True)
+    if order and not 1 <= order[-1] <= order[0] <= K:
+        raise ValueError(f"step index out of range 1..{K}")
     dims = int(np.prod(x0.shape[1:]))
     variances = list(ReverseVariance)
+    tables = _StepTables(diffusion, x0.device)
+    rows = torch.tensor([k - 1 for k in order], dtype=torch.long).to(x0.device)  # step − 1, evaluation order
+    bits_parts: dict[ReverseVariance, list[torch.Tensor]] = {v: [] for v in variances}
+    mse_parts: list[torch.Tensor] = []
+    x0e = x0.unsqueeze(0)  # (1, B, C, H, W) against the (m, B, C, H, W) of m steps
+    for start in range(0, len(order), steps_per_call):
+        ks = order[start : start + steps_per_call]
+        m = len(ks)
+        idx = rows[start : start + m]
+
+        def per_step(table: torch.Tensor) -> torch.Tensor:
+            return table[idx].view(m, 1, 1, 1, 1)
+
+        noise = torch.empty((m, *x0.shape), dtype=torch.float64, device=x0.device)
+        for j in range(m):  # one draw per step, in the order of the one-step-per-call evaluation
+            noise[j].normal_(generator=generator)
+        sqrt_abar, sqrt_one_minus = per_step(tables.sqrt_abar), per_step(tables.sqrt_one_minus_abar)
+        x_k = sqrt_abar * x0e + sqrt_one_minus * noise
+        net_in = x_k.to(torch.float32).reshape(m * B, *x0.shape[1:])
+        eps = eps_fn(net_in, tables.network_timesteps[idx].view(m, 1).expand(m, B).reshape(-1))
+        if eps.shape != net_in.shape:
+            raise ValueError(f"ε-predictor returned {tuple(eps.shape)} for input {tuple(net_in.shape)}")
+        eps = eps.to(torch.float64).view(x_k.shape)
+        x0_hat = (x_k - sqrt_one_minus * eps) / sqrt_abar
+        if clip_denoised:
+            x0_hat = x0_hat.clamp(-1, 1)
+        coef_x0, coef_xt = per_step(tables.coef_x0), per_step(tables.coef_xt)
+        mean_p = coef_x0 * x0_hat + coef_xt * x_k
+        mse_parts.append(((x0_hat.clamp(-1, 1) - x0e) ** 2).flatten(2).mean(2))
+        kl_steps = m - 1 if ks[-1] == 1 else m  # steps ≥ 2 come first; step 1 (L_0) can only be last
+        mean_q = coef_x0[:kl_steps] * x0e + coef_xt[:kl_steps] * x_k[:kl_steps]
+        var_q = per_step(tables.posterior_variance)[:kl_steps]
+        for v in variances:
+            var_p = per_step(tables.variance[v])
+            parts = [(gaussian_kl(mean_q, var_q, mean_p[:kl_steps], var_p[:kl_steps]).flatten(2).sum(2) / LN2)]
+            if kl_steps < m:
+                nll = -discretized_gaussian_log_prob(x0, mean_p[-1], var_p[-1].sqrt())
+                parts.append(nll.flatten(1).sum(1)[None] / LN2)
+            bits_parts[v].append(torch.cat(parts))
+        if progress is not None:
+            for _ in ks:
+                progress()
     step_bits = {v: np.full((B, K), np.nan) for v in variances}
     mse = np.full((B, K), np.nan)
-    for kk in range(K, 0, -1) if steps is None else sorted(steps, reverse=True):
-        k = torch.full((B,), kk, dtype=torch.long, device=x0.device)
-        noise = torch.randn(x0.shape, dtype=torch.float64, device=x0.device, generator=generator)
-        x_k = diffusion.q_sample(x0, k, noise)
-        eps = diffusion.predict_eps(eps_fn, x_k.to(torch.float32), k).to(torch.float64)
-        x0_hat, mean_p = diffusion.denoise(x_k, k, eps, clip_denoised)
-        mse[:, kk - 1] = ((x0_hat.clamp(-1, 1) - x0) ** 2).flatten(1).mean(1).cpu().numpy()
-        if kk == 1:
-            for v in variances:
-                std = diffusion.p_variance(k, v, x_k).sqrt()
-                nll = -discretized_gaussian_log_prob(x0, mean_p, std)
-                step_bits[v][:, 0] = (nll.flatten(1).sum(1) / LN2).cpu().numpy()
-        else:
-            mean_q, var_q = diffusion.q_posterior(x0, x_k, k)
-            for v in variances:
-                kl = gaussian_kl(mean_q, var_q, mean_p, diffusion.p_variance(k, v, x_k))
-                step_bits[v][:, kk - 1] = (kl.flatten(1).sum(1) / LN2).cpu().numpy()
-        if progress is not None:
-            progress()
+    if order:
+        columns = np.array(order) - 1
+        for v in variances:
+            step_bits[v][:, columns] = torch.cat(bits_parts[v]).cpu().numpy().T
+        mse[:, columns] = torch.cat(mse_parts).cpu().numpy().T
     return BoundTerms(prior_kl_bits(diffusion, x0), step_bits, mse, dims)

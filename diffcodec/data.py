@@ -154,12 +154,18 @@ def load_eval_images(source: Path, limit: int | None = None) -> torch.Tensor:
 
 # ---- random batches for training -------------------------------------------------------------
 def random_flip(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    flip = torch.rand(batch.shape[0], generator=generator) < 0.5
+    """Mirror each image left-right with probability ½ (draws on the batch's device)."""
+    flip = torch.rand(batch.shape[0], generator=generator, device=batch.device) < 0.5
     return torch.where(flip[:, None, None, None], batch.flip(-1), batch)
 
 
 class ArraySource:
-    """Whole images drawn uniformly from a stack (N, C, S, S), with random horizontal flips."""
+    """Whole images drawn uniformly from a stack (N, C, S, S), with random horizontal flips.
+
+    Batches are drawn where the stack lives, with a generator on that device: a stack moved to
+    a GPU with :meth:`to` yields batches there without a transfer or a wait. On the CPU the
+    draws are those of a CPU generator; on another device they follow that device's generator.
+    """
 
     def __init__(self, images: torch.Tensor):
         if images.ndim != 4 or images.dtype != torch.uint8 or images.shape[2] != images.shape[3]:
@@ -167,8 +173,16 @@ class ArraySource:
         self.images = images
         self.size = images.shape[-1]
 
+    @property
+    def nbytes(self) -> int:
+        return self.images.numel() * self.images.element_size()
+
+    def to(self, device: torch.device) -> "ArraySource":
+        """The same images on ``device``."""
+        return ArraySource(self.images.to(device))
+
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        idx = torch.randint(0, self.images.shape[0], (n,), generator=generator)
+        idx = torch.randint(0, self.images.shape[0], (n,), generator=generator, device=self.images.device)
         return random_flip(self.images[idx], generator)
 
 

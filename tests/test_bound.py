@@ -62,13 +62,15 @@ def _images(seed, shape):
 
 
 def _exact_predictor(x_star):
-    """ε* for data that is exactly x_star (per batch element); t are original timesteps − 1."""
+    """ε* for data that is exactly x_star (per batch element, repeated for calls that hold
+    several timesteps); t are original timesteps − 1."""
     abar = torch.from_numpy(ABAR)
 
     def eps_fn(x, t):
         assert x.dtype == torch.float32  # what a network gets
         a = abar[t].view(-1, 1, 1, 1)
-        return ((x.double() - a.sqrt() * x_star) / (1 - a).sqrt()).float()
+        target = x_star.repeat(x.shape[0] // x_star.shape[0], 1, 1, 1)
+        return ((x.double() - a.sqrt() * target) / (1 - a).sqrt()).float()
 
     return eps_fn
 
@@ -541,3 +543,96 @@ def test_evaluate_bound_draws_fresh_standard_noise_each_step(diff):
     a2 = evaluate_bound(diff, eps_fn, x0, generator=torch.Generator().manual_seed(5), steps=[3, 800])
     np.testing.assert_array_equal(b.step_bits[LARGE], a2.step_bits[LARGE])
     assert not np.allclose(b.step_bits[LARGE][:, [2, 799]], c.step_bits[LARGE][:, [2, 799]])
+
+
+# ---- several timesteps per network call -----------------------------------------------------
+
+def _recording_linear_predictor(x0, calls):
+    """The Gaussian-optimal linear predictor, recording each call's timesteps and the standardised
+    noise n = (x_k − √ᾱ_k x_0)/√(1−ᾱ_k) of every (step, image) it sees."""
+    inner = _linear_predictor(_gaussian_posterior_gain)
+    abar = torch.from_numpy(ABAR)
+    B = x0.shape[0]
+
+    def eps_fn(x, t):
+        a = abar[t].view(-1, 1, 1, 1)
+        n = (x.double() - a.sqrt() * x0.repeat(x.shape[0] // B, 1, 1, 1)) / (1 - a).sqrt()
+        calls.append((t.clone(), n))
+        return inner(x, t)
+
+    return eps_fn
+
+
+@pytest.mark.parametrize("per_call, steps", [(7, None), (1000, None), (3, [1, 2, 500, 1000]), (2, [1, 2, 3, 999])])
+def test_steps_per_call_gives_the_same_draws_and_terms(diff, per_call, steps):
+    """Calls of several timesteps see each step's x_k drawn exactly as one step per call draws
+    it (one normal draw per step, from T down to 1, from the one generator) and give the same
+    terms; step 1's L_0 is right wherever it falls in a call. A call holds its steps in
+    decreasing order, each repeated over the batch."""
+    x0 = _images(10, (3, 3, 4, 4))
+    one, many = [], []
+    a = evaluate_bound(diff, _recording_linear_predictor(x0, one), x0, steps=steps,
+                       generator=torch.Generator().manual_seed(7))
+    progress = []
+    b = evaluate_bound(diff, _recording_linear_predictor(x0, many), x0, steps=steps, steps_per_call=per_call,
+                       generator=torch.Generator().manual_seed(7), progress=lambda: progress.append(1))
+    order = list(range(T, 0, -1)) if steps is None else sorted(steps, reverse=True)
+    assert len(progress) == len(order)
+    assert len(many) == -(-len(order) // per_call)
+    seen_t = torch.cat([t for t, _ in many])
+    assert torch.equal(seen_t, torch.tensor(order).repeat_interleave(3) - 1)
+    # The same noise per step: one draw of (B, C, H, W) per step, in decreasing step order.
+    g = torch.Generator().manual_seed(7)
+    expect = torch.stack([torch.randn(x0.shape, dtype=torch.float64, generator=g) for _ in order])
+    for calls in (one, many):
+        seen = torch.cat([n for _, n in calls]).view(len(order), *x0.shape)
+        torch.testing.assert_close(seen, expect, rtol=0, atol=1e-5)  # x_k reaches the network as float32
+    for v in (LARGE, SMALL):
+        np.testing.assert_allclose(b.step_bits[v], a.step_bits[v], rtol=1e-12, atol=0)
+        assert np.all(np.isfinite(b.step_bits[v][:, np.array(order) - 1]))
+    np.testing.assert_allclose(b.mse, a.mse, rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(b.prior_bits, a.prior_bits)
+
+
+def test_steps_per_call_exact_predictor_full_chain(diff):
+    """The closed forms of single-point data hold with 128 steps per call (1000 = 7·128 + 104)."""
+    x_star = _images(1, SHAPE)
+    terms = evaluate_bound(diff, _exact_predictor(x_star), x_star, generator=torch.Generator().manual_seed(0),
+                           steps_per_call=128)
+    _check_exact_case(x_star, terms)
+
+
+def test_steps_per_call_must_be_positive(diff):
+    x = _images(8, (1, 3, 2, 2))
+    with pytest.raises(ValueError, match="steps_per_call"):
+        evaluate_bound(diff, _exact_predictor(x), x, steps=[1], steps_per_call=0)
+
+
+# ---- evaluate_dataset: batching over timesteps and a bf16 network ---------------------------
+
+def test_evaluate_dataset_steps_per_call_and_bf16(one_thread):
+    """A random micro network with a 100-step schedule on 3 images of 8×8 in batches of 2: 40
+    steps per call (calls of 40, 40, 20 steps) give the terms of one step per call up to the
+    network's rounding at another batch size; a bf16 network moves them slightly, not grossly."""
+    from diffcodec.checkpoint import Model
+    from diffcodec.nll import auto_steps_per_call, evaluate_dataset
+    from diffcodec.schedule import ScheduleConfig
+    from diffcodec.unet import CONFIGS, UNet
+
+    torch.manual_seed(0)
+    model = Model(UNet(CONFIGS["micro"]).eval(), ScheduleConfig(num_timesteps=100), "micro-test", "0" * 64)
+    images = torch.randint(0, 256, (3, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    kw = {"batch_size": 2, "seed": 3, "progress": False}
+    one = evaluate_dataset(model, images, **kw)
+    many = evaluate_dataset(model, images, steps_per_call=40, **kw)
+    half = evaluate_dataset(model, images, steps_per_call=40, bf16=True, **kw)
+    assert one.images == many.images == half.images == 3
+    for v in (LARGE, SMALL):
+        np.testing.assert_allclose(many.step_bits[v], one.step_bits[v], rtol=1e-5)
+        total = one.split(v)["total_bits_per_dim"]
+        gap = abs(half.split(v)["total_bits_per_dim"] - total) / total
+        assert 0 < gap < 0.01, gap
+    np.testing.assert_array_equal(many.prior_bits, one.prior_bits)
+    # The default the command line uses: about 512 CIFAR-sized images per call, never below 1.
+    assert auto_steps_per_call(2, 32, 32) == 256 and auto_steps_per_call(512, 32, 32) == 1
+    assert auto_steps_per_call(24, 256, 256) == 1 and auto_steps_per_call(1, 8, 8) == 1000

@@ -1,7 +1,10 @@
-"""Training: the loss goes down, resuming is exact, DDP replicas agree, the CLI refuses bad input.
+"""Training: the loss goes down, resuming is exact, DDP replicas agree, the GPU speed settings
+change nothing they should not, warm starts begin from and record their model, the CLI refuses
+bad input.
 
 All runs use the micro U-Net on 16×16 images, one CPU thread (on a small, busy machine extra
-threads only contend) and fixed seeds.
+threads only contend) and fixed seeds. Features meant for CUDA (bf16 autocast, channels-last,
+torch.compile) are forced on here to run their code on the CPU.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from diffcodec.checkpoint import CONFIG_FILE, TRAIN_STATE_FILE, WEIGHTS_FILE, lo
 from diffcodec.cli import main
 from diffcodec.data import DataConfig, read_image, to_model_range
 from diffcodec.diffusion import GaussianDiffusion
-from diffcodec.errors import CheckpointError
-from diffcodec.train import TrainConfig, Trainer
+from diffcodec.errors import CheckpointError, DiffcodecError
+from diffcodec.schedule import ScheduleConfig
+from diffcodec.train import SimpleLoss, SpeedConfig, TrainConfig, Trainer, WarmStart, update_ema
 from diffcodec.unet import CONFIGS, UNet
 
 MICRO = CONFIGS["micro"]  # dropout 0.1: exercises the global RNG in the resume test
@@ -134,6 +138,133 @@ def test_resume_refuses_other_architecture_and_missing_state(images_dir, tmp_pat
         Trainer(_config(images_dir, 2), tmp_path / "run", device="cpu", resume=True)
     with pytest.raises(CheckpointError):
         Trainer(_config(images_dir, 2), tmp_path / "absent", device="cpu", resume=True)
+
+
+# ---- the pieces of a step ----------------------------------------------------------------------
+@torch.no_grad()
+def test_simple_loss_equals_l_simple(images_dir):
+    """The device-side loss makes the same draws and arithmetic as GaussianDiffusion.l_simple,
+    also on a respaced schedule (the network is conditioned on the original timesteps)."""
+    torch.manual_seed(0)
+    net = UNet(MICRO).eval()
+    x0 = to_model_range(torch.stack([read_image(p) for p in sorted(images_dir.glob("*.png"))]))
+    for schedule in (ScheduleConfig().build(), ScheduleConfig().build().respace([1, 7, 300, 999])):
+        diffusion = GaussianDiffusion(schedule)
+        ours = SimpleLoss(diffusion, torch.device("cpu"))(net, x0, torch.Generator().manual_seed(5))
+        reference = diffusion.l_simple(net, x0, generator=torch.Generator().manual_seed(5))
+        assert torch.equal(ours, reference)
+    # Channels-last inputs: the same loss up to the convolutions' rounding in the other layout.
+    nhwc = SimpleLoss(diffusion, torch.device("cpu"), torch.channels_last)(net, x0, torch.Generator().manual_seed(5))
+    assert float(nhwc) == pytest.approx(float(reference), rel=1e-5)
+
+
+def test_update_ema_moves_every_tensor_by_one_minus_the_decay():
+    torch.manual_seed(0)
+    ema, net = UNet(MICRO), UNet(MICRO)
+    before = {k: v.clone() for k, v in ema.state_dict().items()}
+    update_ema(ema, net, 0.75)
+    for k, v in ema.state_dict().items():
+        torch.testing.assert_close(v, before[k] + 0.25 * (net.state_dict()[k] - before[k]), rtol=0, atol=1e-7)
+
+
+def test_loss_is_summed_on_the_device_and_read_once_per_interval(images_dir, tmp_path):
+    """train_step hands back the loss as a tensor (no wait for the device); run() reads the mean
+    of each log_every steps, records the last one in the checkpoint, and is just the steps."""
+    cfg = _config(images_dir, 8, speed=SpeedConfig(log_every=4))
+    manual = Trainer(cfg, tmp_path / "manual", device="cpu")
+    losses = []
+    for _ in range(8):
+        loss = manual.train_step()
+        assert isinstance(loss, torch.Tensor) and loss.shape == () and not loss.requires_grad
+        losses.append(float(loss))
+    looped = Trainer(cfg, tmp_path / "run", device="cpu")
+    looped.run(progress=False)
+    _assert_same_state(manual, looped)
+    assert looped.last_loss == pytest.approx(np.mean(losses[4:]), rel=1e-6)
+    assert json.loads((tmp_path / "run" / CONFIG_FILE).read_text())["meta"]["training"]["loss"] == looped.last_loss
+
+
+# ---- speed settings ----------------------------------------------------------------------------
+def test_gpu_features_forced_on_cpu_resume_exactly(images_dir, tmp_path):
+    """bf16 autocast and channels-last weights (on CUDA by default), forced on here: an
+    interrupted and resumed run still equals an uninterrupted one, Adam moments and all."""
+    speed = SpeedConfig(bf16=True, channels_last=True, log_every=2)
+    whole = Trainer(_config(images_dir, 6, speed=speed), tmp_path / "whole", device="cpu")
+    assert whole.bf16 and whole.net.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    whole.run(progress=False)
+    Trainer(_config(images_dir, 3, speed=speed), tmp_path / "split", device="cpu").run(progress=False)
+    second = Trainer(_config(images_dir, 6, speed=speed), tmp_path / "split", device="cpu", resume=True)
+    second.run(progress=False)
+    _assert_same_state(whole, second)
+    plain = Trainer(_config(images_dir, 6), tmp_path / "plain", device="cpu")
+    plain.run(progress=False)
+    assert not torch.equal(plain.net.conv_in.weight, whole.net.conv_in.weight)  # bf16 did change the arithmetic
+
+
+def test_compiled_network_trains_as_the_eager_one(images_dir, tmp_path):
+    """torch.compile (here its aot_eager backend, which needs no compiler) traces forward and
+    backward, dropout included, and gives the eager run's weights bit for bit."""
+    eager = Trainer(_config(images_dir, 3), tmp_path / "eager", device="cpu")
+    eager.run(progress=False)
+    speed = SpeedConfig(compile="default", compile_backend="aot_eager")
+    compiled = Trainer(_config(images_dir, 3, speed=speed), tmp_path / "compiled", device="cpu")
+    assert compiled.model is not compiled.net
+    compiled.run(progress=False)
+    _assert_same_state(eager, compiled)
+
+
+def test_train_config_round_trip_and_older_records():
+    cfg = TrainConfig(unet=MICRO, init_from=WarmStart("default", "default", "ab" * 32),
+                      speed=SpeedConfig(bf16=False, compile="reduce-overhead", log_every=7))
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    old = cfg.to_dict()
+    del old["init_from"], old["speed"]  # a record written before these existed
+    assert TrainConfig.from_dict(old) == dataclasses.replace(cfg, init_from=None, speed=SpeedConfig())
+    with pytest.raises(DiffcodecError, match="compile mode"):
+        SpeedConfig(compile="fastest")
+
+
+# ---- warm starts -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained(images_dir, tmp_path_factory) -> Path:
+    """A micro model trained for 4 steps: something to start from."""
+    out = tmp_path_factory.mktemp("trained") / "base"
+    Trainer(_config(images_dir, 4, name="base", lr=1e-3), out, device="cpu").run(progress=False)
+    return out
+
+
+def test_warm_start_begins_at_the_model_and_records_it(images_dir, trained, tmp_path):
+    base = load_model(trained)
+    trainer = Trainer(_config(images_dir, 4, init_from=WarmStart(str(trained))), tmp_path / "warm", device="cpu")
+    for net in (trainer.net, trainer.ema):
+        for k, v in net.state_dict().items():
+            assert torch.equal(v, base.net.state_dict()[k]), k
+    assert not trainer.opt.state and trainer.step == 0  # a fresh optimiser and schedule
+    trainer.run(progress=False)
+    record = json.loads((tmp_path / "warm" / CONFIG_FILE).read_text())["meta"]["training"]["config"]["init_from"]
+    assert record == {"source": str(trained), "name": "base", "weights_sha256": base.weights_sha256}
+    # Resuming a warm-started run is exact and keeps the record.
+    Trainer(_config(images_dir, 2, init_from=WarmStart(str(trained))), tmp_path / "split", device="cpu").run(
+        progress=False)
+    record = json.loads((tmp_path / "split" / CONFIG_FILE).read_text())["meta"]["training"]["config"]
+    saved = TrainConfig.from_dict(record)
+    assert saved.init_from == WarmStart(str(trained), "base", base.weights_sha256)
+    second = Trainer(dataclasses.replace(saved, steps=4), tmp_path / "split", device="cpu", resume=True)
+    second.run(progress=False)
+    _assert_same_state(trainer, second)
+
+
+def test_warm_start_refuses_another_architecture_or_changed_weights(images_dir, trained, tmp_path):
+    other = dataclasses.replace(MICRO, base_channels=32)
+    with pytest.raises(CheckpointError, match="base_channels 16 vs 32"):
+        Trainer(_config(images_dir, 1, unet=other, init_from=WarmStart(str(trained))), tmp_path / "a", device="cpu")
+    with pytest.raises(CheckpointError, match="weights changed"):
+        Trainer(_config(images_dir, 1, init_from=WarmStart(str(trained), "base", "0" * 64)), tmp_path / "b",
+                device="cpu")
+    # Another dropout is not another architecture.
+    Trainer(_config(images_dir, 1, unet=dataclasses.replace(MICRO, dropout=0.0), init_from=WarmStart(str(trained))),
+            tmp_path / "c", device="cpu")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 # ---- DDP -------------------------------------------------------------------------------------
@@ -257,3 +388,36 @@ def test_cli_resume_without_checkpoint(tmp_path):
     result = CliRunner().invoke(main, ["train", "-o", str(tmp_path / "none"), "--resume", "--steps", "3"])
     _assert_one_error_line(result)
     assert not (tmp_path / "none").exists()
+
+
+def test_cli_init_from(images_dir, trained, tmp_path):
+    """--init-from takes the model's U-Net unless --config is given (then it must match), works
+    with a shipped name, records the model, and cannot be combined with --resume."""
+    runner = CliRunner()
+    args = ["train", "--crop-size", str(SIZE), "--steps", "2", "--batch-size", "2", "--warmup", "1", "--device", "cpu",
+            "--folder", str(images_dir)]
+    out = tmp_path / "warm"
+    result = runner.invoke(main, [*args, "--init-from", str(trained), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "started from base" in result.output
+    training = json.loads((out / CONFIG_FILE).read_text())["meta"]["training"]
+    assert training["config"]["unet"] == MICRO.to_dict()
+    assert training["config"]["init_from"]["weights_sha256"] == load_model(trained).weights_sha256
+
+    for bad, fragment in ((["--init-from", str(trained), "--config", "tiny"], "base_channels 16 vs 32"),
+                          (["--init-from", "default", "--config", "micro"], "differs"),
+                          (["--init-from", str(tmp_path / "nowhere")], "nowhere"),
+                          (["--compile", "fastest"], "compile mode")):
+        result = runner.invoke(main, [*args, *bad, "-o", str(tmp_path / "bad")])
+        _assert_one_error_line(result)
+        assert fragment in result.stderr
+        assert not (tmp_path / "bad").exists()
+    result = runner.invoke(main, ["train", "-o", str(out), "--resume", "--init-from", str(trained), "--steps", "3"])
+    _assert_one_error_line(result)
+
+    shipped = tmp_path / "from-default"
+    result = runner.invoke(main, [*args, "--init-from", "default", "-o", str(shipped), "--steps", "1"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((shipped / CONFIG_FILE).read_text())["meta"]["training"]["config"]["init_from"]
+    default = load_model("default")
+    assert record == {"source": "default", "name": default.name, "weights_sha256": default.weights_sha256}

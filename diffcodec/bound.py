@@ -9,7 +9,8 @@ For one batch of images x_0 ∈ {0..255} scaled to [−1, 1]:
 * the MSE of x̂_0 (eq. 15, clipped to [−1, 1]) from every x_k.
 
 Rate is L_T + Σ_{k≥2} KL, distortion is L_0. All terms are float64 and in bits per image;
-both reverse variances are evaluated from the same network outputs.
+both fixed reverse variances, and any further per-step variances given by name (the optimal ones
+of :mod:`diffcodec.variances`), are evaluated from the same network outputs.
 """
 
 from __future__ import annotations
@@ -57,22 +58,23 @@ def discretized_gaussian_log_prob(x0: torch.Tensor, mean: torch.Tensor, std: tor
 class BoundTerms:
     """Per-image, per-step terms of the bound for one batch (float64, bits per image).
 
-    ``step_bits[v][:, k−1]`` is the KL of step k ≥ 2, and L_0 at k = 1, for reverse variance v.
+    ``step_bits[v][:, k−1]`` is the KL of step k ≥ 2, and L_0 at k = 1, for reverse variance v
+    (a :class:`ReverseVariance` value, or the name of an extra variance table).
     ``mse[:, k−1]`` is the MSE of clipped x̂_0 from x_k on the [−1, 1] scale.
     """
 
     prior_bits: np.ndarray  # (B,)
-    step_bits: dict[ReverseVariance, np.ndarray]  # (B, K) each
+    step_bits: dict[str, np.ndarray]  # (B, K) each
     mse: np.ndarray  # (B, K)
     dims: int  # C·H·W
 
-    def rate_bits(self, variance: ReverseVariance) -> np.ndarray:
+    def rate_bits(self, variance: str) -> np.ndarray:
         """L_T + Σ_{k≥2} KL_k per image."""
-        return self.prior_bits + self.step_bits[ReverseVariance(variance)][:, 1:].sum(axis=1)
+        return self.prior_bits + self.step_bits[str(variance)][:, 1:].sum(axis=1)
 
-    def distortion_bits(self, variance: ReverseVariance) -> np.ndarray:
+    def distortion_bits(self, variance: str) -> np.ndarray:
         """L_0 per image."""
-        return self.step_bits[ReverseVariance(variance)][:, 0].copy()
+        return self.step_bits[str(variance)][:, 0].copy()
 
 
 def prior_kl_bits(diffusion: GaussianDiffusion, x0: torch.Tensor) -> np.ndarray:
@@ -88,7 +90,7 @@ class _StepTables:
     """The bound's per-step constants as float64 tensors on one device, indexed by step − 1,
     so that evaluating a step reads nothing from the host and nothing back."""
 
-    def __init__(self, diffusion: GaussianDiffusion, device: torch.device):
+    def __init__(self, diffusion: GaussianDiffusion, device: torch.device, extra: dict[str, np.ndarray]):
         s = diffusion.schedule
 
         def put(values: np.ndarray) -> torch.Tensor:
@@ -99,7 +101,11 @@ class _StepTables:
         self.coef_x0 = put(s.posterior_mean_coef_x0)
         self.coef_xt = put(s.posterior_mean_coef_xt)
         self.posterior_variance = put(s.posterior_variance)
-        self.variance = {v: put(diffusion.reverse_variances(v)) for v in ReverseVariance}
+        self.variance = {v.value: put(diffusion.reverse_variances(v)) for v in ReverseVariance}
+        for name, values in extra.items():
+            if np.shape(values) != (diffusion.num_steps,) or not np.all(np.asarray(values) > 0):
+                raise ValueError(f"variance table {name!r} must hold {diffusion.num_steps} positive values")
+            self.variance[name] = put(values)
         self.network_timesteps = torch.from_numpy(s.timesteps - 1).to(device)
 
 
@@ -114,6 +120,7 @@ def evaluate_bound(
     steps=None,
     progress=None,
     steps_per_call: int = 1,
+    variances: dict[str, np.ndarray] | None = None,
 ) -> BoundTerms:
     """All terms of the bound for a batch ``x0`` (B, C, H, W) on the 256 levels of [−1, 1].
 
@@ -126,6 +133,8 @@ def evaluate_bound(
     The noise of each step is drawn on its own, in that order, from ``generator``: the terms do
     not depend on ``steps_per_call`` (up to the network's own rounding at another batch size).
     All terms stay on x0's device until the end, so no step waits for the host.
+    ``variances`` adds named per-step reverse variances (σ² of steps 1..K, the first being the
+    decoder's) to the two fixed ones.
     """
     if x0.ndim != 4:
         raise ValueError(f"expected images shaped (B, C, H, W), got {tuple(x0.shape)}")
@@ -141,10 +150,10 @@ def evaluate_bound(
     if order and not 1 <= order[-1] <= order[0] <= K:
         raise ValueError(f"step index out of range 1..{K}")
     dims = int(np.prod(x0.shape[1:]))
-    variances = list(ReverseVariance)
-    tables = _StepTables(diffusion, x0.device)
+    tables = _StepTables(diffusion, x0.device, dict(variances or {}))
+    variances = list(tables.variance)
     rows = torch.tensor([k - 1 for k in order], dtype=torch.long).to(x0.device)  # step − 1, evaluation order
-    bits_parts: dict[ReverseVariance, list[torch.Tensor]] = {v: [] for v in variances}
+    bits_parts: dict[str, list[torch.Tensor]] = {v: [] for v in variances}
     mse_parts: list[torch.Tensor] = []
     x0e = x0.unsqueeze(0)  # (1, B, C, H, W) against the (m, B, C, H, W) of m steps
     for start in range(0, len(order), steps_per_call):

@@ -20,6 +20,8 @@ from .checkpoint import Model
 from .data import to_model_range
 from .diffusion import ReverseVariance
 
+OPTIMAL = "optimal"  # the name of the bound under the model's optimal reverse variances (diffcodec.variances)
+
 # The paper's CIFAR-10 test figures (bits/dim; RMSE on [0, 255]), for side-by-side printing.
 PAPER_CIFAR10 = {"rate_bits_per_dim": 1.78, "distortion_bits_per_dim": 1.97, "total_bits_per_dim": 3.75,
                  "rmse_0_255": 0.95}
@@ -39,7 +41,7 @@ class DatasetBound:
     """Per-image terms of a whole data set, concatenated over batches."""
 
     prior_bits: np.ndarray  # (N,)
-    step_bits: dict[ReverseVariance, np.ndarray]  # (N, T); column 0 is L_0
+    step_bits: dict[str, np.ndarray]  # (N, T); column 0 is L_0; keys: ReverseVariance values, "optimal"
     mse: np.ndarray  # (N, T)
     dims: int
 
@@ -47,9 +49,13 @@ class DatasetBound:
     def images(self) -> int:
         return int(self.prior_bits.shape[0])
 
-    def split(self, variance: ReverseVariance) -> dict:
+    @property
+    def variances(self) -> list[str]:
+        return list(self.step_bits)
+
+    def split(self, variance: str) -> dict:
         """Data-set means in bits/dim, and RMSE of x̂_0 from x_1."""
-        bits = self.step_bits[ReverseVariance(variance)]
+        bits = self.step_bits[str(variance)]
         rate = (self.prior_bits + bits[:, 1:].sum(1)).mean() / self.dims
         distortion = bits[:, 0].mean() / self.dims
         return {"rate_bits_per_dim": float(rate), "distortion_bits_per_dim": float(distortion),
@@ -59,24 +65,25 @@ class DatasetBound:
         """RMSE of clipped x̂_0 from x_t for t = 1..T, on [0, 255]."""
         return np.sqrt(self.mse.mean(0)) * 127.5
 
-    def cumulative_rate(self, variance: ReverseVariance) -> np.ndarray:
+    def cumulative_rate(self, variance: str) -> np.ndarray:
         """Bits/dim sent after n reverse steps, n = 1..T (Table 4's rate column).
 
         After n steps the receiver holds x_{T−n+1}: it has L_T and the KL terms of t = T−n+2..T.
         """
-        kl = self.step_bits[ReverseVariance(variance)][:, 1:].mean(0) / self.dims  # t = 2..T
+        kl = self.step_bits[str(variance)][:, 1:].mean(0) / self.dims  # t = 2..T
         tail_sums = np.concatenate([[0.0], np.cumsum(kl[::-1])])  # Σ over the last n−1 KL terms
         return self.prior_bits.mean() / self.dims + tail_sums
 
-    def report(self, primary: ReverseVariance) -> dict:
+    def report(self, primary: str) -> dict:
         """The JSON document of ``diffcodec nll``: the primary split at top level, both variances,
         per-t arrays (index t−1) and per-image totals."""
-        primary = ReverseVariance(primary)
-        doc = {**self.split(primary), "variance": primary.value, "images": self.images, "dims": self.dims}
+        primary = str(primary)
+        if primary not in self.step_bits:
+            raise ValueError(f"no bound for variance {primary!r} (have {', '.join(self.step_bits)})")
+        doc = {**self.split(primary), "variance": primary, "images": self.images, "dims": self.dims}
         doc["by_variance"] = {}
-        for v in ReverseVariance:
-            bits = self.step_bits[v]
-            doc["by_variance"][v.value] = {
+        for v, bits in self.step_bits.items():
+            doc["by_variance"][v] = {
                 **self.split(v),
                 "step_bits_per_dim": (bits.mean(0) / self.dims).tolist(),
                 "cumulative_rate_bits_per_dim": self.cumulative_rate(v).tolist(),
@@ -111,13 +118,18 @@ def evaluate_dataset(
     progress: bool = True,
     steps_per_call: int = 1,
     bf16: bool = False,
+    steps=None,
+    error_table=None,
 ) -> DatasetBound:
     """The bound's terms for every image of a uint8 stack (N, C, H, W).
 
     Batches of ``batch_size`` images go through the network ``steps_per_call`` timesteps at a
     time (see :func:`~diffcodec.bound.evaluate_bound`); each batch's terms come back to the host
     once. ``bf16`` runs the network under bfloat16 autocast (faster on GPUs, ε̂ rounded to about
-    3 significant digits); the bound's own arithmetic is float64 either way.
+    3 significant digits); the bound's own arithmetic is float64 either way. ``steps`` restricts
+    the evaluation to some timesteps (the others stay NaN). With an ``error_table``
+    (:class:`~diffcodec.variances.ErrorTable`, estimated on training data) the bound under its
+    optimal variances is evaluated too, as ``"optimal"``.
     """
     if images.ndim != 4 or images.dtype != torch.uint8:
         raise ValueError(f"expected uint8 images (N, C, H, W), got {tuple(images.shape)} {images.dtype}")
@@ -127,16 +139,19 @@ def evaluate_dataset(
     batches = math.ceil(images.shape[0] / batch_size)
     eps_fn = network_function(model, bf16)
     parts: list[BoundTerms] = []
-    with tqdm(total=batches * diffusion.num_steps, disable=not progress, desc="bound", unit="step",
+    extra = {OPTIMAL: error_table.variances(diffusion.schedule)} if error_table is not None else {}
+    count = diffusion.num_steps if steps is None else len(set(int(k) for k in steps))
+    with tqdm(total=batches * count, disable=not progress, desc="bound", unit="step",
               dynamic_ncols=True) as bar:
         for b in range(batches):
             x0 = to_model_range(images[b * batch_size : (b + 1) * batch_size].to(device))
             bar.set_postfix(batch=f"{b + 1}/{batches}")
             parts.append(evaluate_bound(diffusion, eps_fn, x0, clip_denoised=clip_denoised, generator=generator,
-                                        progress=lambda: bar.update(1), steps_per_call=steps_per_call))
+                                        progress=lambda: bar.update(1), steps_per_call=steps_per_call, steps=steps,
+                                        variances=extra))
     return DatasetBound(
         prior_bits=np.concatenate([p.prior_bits for p in parts]),
-        step_bits={v: np.concatenate([p.step_bits[v] for p in parts]) for v in ReverseVariance},
+        step_bits={v: np.concatenate([p.step_bits[v] for p in parts]) for v in parts[0].step_bits},
         mse=np.concatenate([p.mse for p in parts]),
         dims=parts[0].dims,
     )

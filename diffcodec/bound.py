@@ -27,6 +27,12 @@ LN2 = math.log(2.0)
 BIN_HALF_WIDTH = 1.0 / 255.0  # half the spacing of the 256 levels on [−1, 1]
 
 
+def variance_key(variance) -> str:
+    """The name a variance's terms are stored under: a :class:`ReverseVariance`'s value, or the
+    name of an extra table."""
+    return variance.value if isinstance(variance, ReverseVariance) else str(variance)
+
+
 def gaussian_kl(mean1: torch.Tensor, var1: torch.Tensor, mean2: torch.Tensor, var2: torch.Tensor) -> torch.Tensor:
     """KL(N(mean1, var1) ‖ N(mean2, var2)) per element, in nats."""
     return 0.5 * (torch.log(var2) - torch.log(var1) + (var1 + (mean1 - mean2) ** 2) / var2 - 1.0)
@@ -70,11 +76,11 @@ class BoundTerms:
 
     def rate_bits(self, variance: str) -> np.ndarray:
         """L_T + Σ_{k≥2} KL_k per image."""
-        return self.prior_bits + self.step_bits[str(variance)][:, 1:].sum(axis=1)
+        return self.prior_bits + self.step_bits[variance_key(variance)][:, 1:].sum(axis=1)
 
     def distortion_bits(self, variance: str) -> np.ndarray:
         """L_0 per image."""
-        return self.step_bits[str(variance)][:, 0].copy()
+        return self.step_bits[variance_key(variance)][:, 0].copy()
 
 
 def prior_kl_bits(diffusion: GaussianDiffusion, x0: torch.Tensor) -> np.ndarray:

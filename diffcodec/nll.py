@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .bound import BoundTerms, evaluate_bound
+from .bound import BoundTerms, evaluate_bound, variance_key
 from .checkpoint import Model
 from .data import to_model_range
 from .diffusion import ReverseVariance
@@ -55,7 +55,7 @@ class DatasetBound:
 
     def split(self, variance: str) -> dict:
         """Data-set means in bits/dim, and RMSE of x̂_0 from x_1."""
-        bits = self.step_bits[str(variance)]
+        bits = self.step_bits[variance_key(variance)]
         rate = (self.prior_bits + bits[:, 1:].sum(1)).mean() / self.dims
         distortion = bits[:, 0].mean() / self.dims
         return {"rate_bits_per_dim": float(rate), "distortion_bits_per_dim": float(distortion),
@@ -70,14 +70,14 @@ class DatasetBound:
 
         After n steps the receiver holds x_{T−n+1}: it has L_T and the KL terms of t = T−n+2..T.
         """
-        kl = self.step_bits[str(variance)][:, 1:].mean(0) / self.dims  # t = 2..T
+        kl = self.step_bits[variance_key(variance)][:, 1:].mean(0) / self.dims  # t = 2..T
         tail_sums = np.concatenate([[0.0], np.cumsum(kl[::-1])])  # Σ over the last n−1 KL terms
         return self.prior_bits.mean() / self.dims + tail_sums
 
     def report(self, primary: str) -> dict:
         """The JSON document of ``diffcodec nll``: the primary split at top level, both variances,
         per-t arrays (index t−1) and per-image totals."""
-        primary = str(primary)
+        primary = variance_key(primary)
         if primary not in self.step_bits:
             raise ValueError(f"no bound for variance {primary!r} (have {', '.join(self.step_bits)})")
         doc = {**self.split(primary), "variance": primary, "images": self.images, "dims": self.dims}

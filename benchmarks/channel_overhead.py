@@ -19,7 +19,11 @@ Each call uses a fresh stream key.  Reported per row:
   ks_p       KS p-value of the per-call residuals along e_delta against N(0,1)
   enc_s      median seconds per simulate() call; dec_s: median per reconstruct()
 
-Usage: python benchmarks/channel_overhead.py [--max-calls 1000] [--budget 1.5e8] [--json F]
+Usage: python -m benchmarks.channel_overhead [--max-calls 1000] [--budget 1.5e8] [--json F]
+       python -m benchmarks.channel_overhead --device-sizes --device cuda   (10–16 bits a call,
+                                                                     2^16–2^20 candidates)
+``--device`` picks the scorer: ``numba`` (the CPU encoder's compiled loop) or a torch device
+(``cpu``, ``cuda``): the same indices, so the same bias; only the time differs.
 Only --json writes a file; the table goes to stdout, progress to stderr.
 """
 
@@ -69,7 +73,18 @@ def make_q(kl_bits, d, rng):
     return p_mean + delta, q_std, p_mean, p_std, delta / np.linalg.norm(delta)
 
 
-def run_row(kl, d, k, calls, seed):
+def make_scorer(device: str):
+    """The candidate scorer of ``simulate`` for ``--device``."""
+    if device == "numba":
+        from bitstream.kernels import CompiledScorer
+
+        return CompiledScorer()
+    from bitstream.torch_scoring import TorchScorer
+
+    return TorchScorer(device)
+
+
+def run_row(kl, d, k, calls, seed, scorer=None):
     rng = np.random.default_rng(seed)
     noise = SharedNoise(seed)
     model = IndexModel(k, kl)
@@ -79,7 +94,7 @@ def run_row(kl, d, k, calls, seed):
         if c == 0:
             assert abs(gaussian_kl_bits(q_mean, q_std, p_mean, p_std) - kl) < 1e-9
         t0 = time.perf_counter()
-        i, s = simulate(q_mean, q_std, p_mean, p_std, noise, (c, d), k)
+        i, s = simulate(q_mean, q_std, p_mean, p_std, noise, (c, d), k, scorer=scorer)
         t1 = time.perf_counter()
         s2 = reconstruct(i, p_mean, p_std, noise, (c, d))
         t2 = time.perf_counter()
@@ -125,7 +140,13 @@ def main(argv=None):
     ap.add_argument("--budget", type=float, default=1.5e8, help="candidate elements per row")
     ap.add_argument("--seed", type=int, default=20261123)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--device", default="numba", help="numba, cpu, cuda or cuda:N (the scorer)")
+    ap.add_argument("--device-sizes", action="store_true",
+                    help="the calls a GPU encoder makes: KL 10, 12, 14, 16 bits, d 64 and 1024, 2^16..2^20 candidates")
     args = ap.parse_args(argv)
+    if args.device_sizes:
+        args.kl, args.dims, args.log2n = [10, 12, 14, 16], [64, 1024], [16, 18, 20]
+    scorer = make_scorer(args.device)
 
     rows, skipped = [], []
     t_start = time.perf_counter()
@@ -141,7 +162,7 @@ def main(argv=None):
                     skipped.append((kl, d, k, f"only {calls} calls in budget"))
                     continue
                 t0 = time.perf_counter()
-                row = run_row(kl, d, k, calls, args.seed + 7919 * k + 31 * d + int(kl * 1000))
+                row = run_row(kl, d, k, calls, args.seed + 7919 * k + 31 * d + int(kl * 1000), scorer)
                 rows.append(row)
                 print(f"  KL={kl:g} d={d} k={k} calls={calls} {time.perf_counter() - t0:.1f}s",
                       file=sys.stderr, flush=True)
@@ -159,10 +180,12 @@ def main(argv=None):
               f" {r['ks_p']:>6.3f} {r['frac_last_half']:>8.3f} {r['enc_s']:>8.4f} {r['dec_s']:>8.5f}")
     for kl, d, k, why in skipped:
         print(f"skipped KL={kl:g} d={d} log2N={k}: {why}")
-    print(f"total {time.perf_counter() - t_start:.0f} s; rho^2={RHO2}; budget={args.budget:g} elements/row")
+    print(f"total {time.perf_counter() - t_start:.0f} s; rho^2={RHO2}; budget={args.budget:g} elements/row; "
+          f"scorer {args.device}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rows": rows, "skipped": skipped, "rho2": RHO2, "budget": args.budget}, f, indent=1)
+            json.dump({"rows": rows, "skipped": skipped, "rho2": RHO2, "budget": args.budget, "scorer": args.device},
+                      f, indent=1)
 
 
 if __name__ == "__main__":

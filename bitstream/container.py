@@ -42,10 +42,11 @@ class ImageMode(enum.IntEnum):
 
 
 class VarianceChoice(enum.IntEnum):
-    """Reverse-process variance the channel's prior uses (bit 0 of byte 1 of the flags)."""
+    """Reverse-process variance the channel's prior uses (bits 0 and 2 of byte 1 of the flags)."""
 
     POSTERIOR = 0  # σ² = β̃ of the coded (respaced) step
     BETA = 1  # σ² = β of the coded (respaced) step
+    OPTIMAL = 2  # σ² = β̃ + c²·e_t from the model's error table, named by ``variance_table`` (version 3)
 
 
 class RecordLayout(enum.IntEnum):
@@ -110,6 +111,7 @@ class Header:
     seed: int = 0  # key of the shared randomness
     body_bytes: int = 0  # bytes of all records after the header (set by ``pack``)
     version: int = VERSION  # format version (byte 3)
+    variance_table: bytes = b""  # with OPTIMAL: first 4 bytes of the SHA-256 of the model's error table
 
     def __post_init__(self):
         object.__setattr__(self, "mode", ImageMode(self.mode))
@@ -117,10 +119,14 @@ class Header:
         object.__setattr__(self, "layout", RecordLayout(self.layout))
         if len(self.model_hash) != 4:
             raise ValueError("model_hash must be 4 bytes")
+        if (len(self.variance_table) == 4) != (self.variance is VarianceChoice.OPTIMAL) or len(self.variance_table) not in (0, 4):
+            raise ValueError("variance_table is 4 bytes exactly when the variance is OPTIMAL")
         self.validate()
 
     def validate(self) -> None:
         check_version(self.version)
+        if self.variance is VarianceChoice.OPTIMAL and self.version < 3:
+            raise FormatError(f"optimal reverse variances need format version 3, not {self.version}")
         if not (1 <= self.width <= MAX_SIDE and 1 <= self.height <= MAX_SIDE):
             raise FormatError(f"image size {self.width}x{self.height} outside 1..{MAX_SIDE} per side")
         if self.width * self.height > MAX_PIXELS:
@@ -148,13 +154,14 @@ class Header:
 
     def to_bytes(self) -> bytes:
         flags0 = int(self.mode)
-        flags1 = int(self.variance) | int(self.layout) << 1
+        optimal = self.variance is VarianceChoice.OPTIMAL
+        flags1 = (0 if optimal else int(self.variance)) | int(self.layout) << 1 | int(optimal) << 2
         body = b"".join([
             MAGIC, bytes([self.version]), self.model_hash,
             write_varint(self.width), write_varint(self.height),
             bytes([flags0, flags1, self.schedule_id, self.t_stop, self.groups, self.log2_candidates,
                    self.chunk_quarter_bits]),
-            write_varint(self.tile), write_varint(self.seed), write_varint(self.body_bytes),
+            write_varint(self.tile), write_varint(self.seed), self.variance_table, write_varint(self.body_bytes),
         ])
         return body + crc16(body).to_bytes(2, "little")
 
@@ -176,6 +183,11 @@ class Header:
             pos += 7
             tile, pos = read_varint(data, pos, "the tile size")
             seed, pos = read_varint(data, pos, "the seed")
+            optimal = data[3] >= 3 and bool(flags1 & 4)
+            variance_table = bytes(data[pos:pos + 4]) if optimal else b""
+            if optimal and len(variance_table) < 4:
+                raise EOFError("file ends inside the header")
+            pos += len(variance_table)
             body_bytes, pos = read_varint(data, pos, "the body length")
             if pos + 2 > len(data):
                 raise EOFError("file ends inside the header")
@@ -183,13 +195,15 @@ class Header:
             raise FormatError(f"truncated header: {e}") from None
         if int.from_bytes(data[pos:pos + 2], "little") != crc16(data[:pos]):
             raise FormatError("header checksum mismatch (the file is corrupt)")
-        if flags0 not in ImageMode._value2member_map_ or flags1 >> 2:
+        known = 0b111 if data[3] >= 3 else 0b11  # bit 2 (optimal variances) from version 3
+        if flags0 not in ImageMode._value2member_map_ or flags1 & ~known or (flags1 & 5) == 5:
             raise FormatError("unknown flags in header")
         if len(model_hash) != 4:
             raise FormatError("truncated header")
-        header = cls(model_hash, width, height, ImageMode(flags0), VarianceChoice(flags1 & 1),
+        variance = VarianceChoice.OPTIMAL if flags1 & 4 else VarianceChoice(flags1 & 1)
+        header = cls(model_hash, width, height, ImageMode(flags0), variance,
                      RecordLayout(flags1 >> 1 & 1), schedule_id, t_stop, groups, tile, log2_candidates, quarter, seed,
-                     body_bytes, data[3])
+                     body_bytes, data[3], variance_table)
         return header, pos + 2
 
 

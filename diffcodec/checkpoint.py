@@ -23,6 +23,7 @@ from .errors import CheckpointError
 from .files import atomic_write_bytes
 from .schedule import ScheduleConfig
 from .unet import UNet, UNetConfig
+from .variances import TABLE_FILE, ErrorTable
 
 FORMAT = "diffcodec-checkpoint"
 FORMAT_VERSION = 1
@@ -43,6 +44,7 @@ class Model:
     weights_sha256: str
     meta: dict = field(default_factory=dict)
     path: Path | None = None
+    error_table: ErrorTable | None = None  # for the optimal reverse variances (diffcodec.variances)
     _twins: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -63,7 +65,8 @@ class Model:
             return self
         if dtype not in self._twins:
             net = copy.deepcopy(self.net).to(dtype)
-            self._twins[dtype] = Model(net, self.schedule_config, self.name, self.weights_sha256, self.meta, self.path)
+            self._twins[dtype] = Model(net, self.schedule_config, self.name, self.weights_sha256, self.meta, self.path,
+                                       self.error_table)
         return self._twins[dtype]
 
     def eps_fn(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -178,7 +181,12 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.dev
     net = UNet(unet_config)
     load_state_strict(net, {k: v.float() for k, v in state.items()}, str(directory))
     net.to(device, memory_format=torch.channels_last).eval()
-    return Model(net, schedule_config, config.get("name", directory.name), digest, config.get("meta", {}), directory)
+    table = ErrorTable.load(directory / TABLE_FILE) if (directory / TABLE_FILE).is_file() else None
+    if table is not None and table.num_timesteps != schedule_config.num_timesteps:
+        raise CheckpointError(f"{directory / TABLE_FILE} has {table.num_timesteps} steps, the model's schedule "
+                              f"{schedule_config.num_timesteps}")
+    return Model(net, schedule_config, config.get("name", directory.name), digest, config.get("meta", {}), directory,
+                 table)
 
 
 def load_state_strict(net: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:

@@ -169,8 +169,8 @@ Examples:
 @MODEL_OPTION
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N images.")
 @click.option("--json", "json_path", type=click.Path(), default=None, help="Write the split and per-t arrays here.")
-@click.option("--variance", default="fixedlarge", show_default=True, type=click.Choice(VARIANCES),
-              help="Reverse variance of the top-level figures (both are always computed).")
+@click.option("--variance", default="fixedlarge", show_default=True, type=click.Choice(VARIANCES + ("optimal",)),
+              help="Reverse variance of the top-level figures (all are always computed; optimal needs the model's error table).")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--steps-per-call", default=None, type=click.IntRange(min=1),
               help="Timesteps per network call (batch × this many images per call; the terms do not change). "
@@ -193,7 +193,7 @@ def nll(data, model_name, limit, json_path, variance, batch_size, steps_per_call
     from .checkpoint import load_model
     from .data import load_eval_images, find_cifar_dir
     from .files import check_writable, write_json
-    from .nll import PAPER_CIFAR10, auto_steps_per_call, evaluate_dataset
+    from .nll import OPTIMAL, PAPER_CIFAR10, auto_steps_per_call, evaluate_dataset
     from .train import device_description, pick_device
 
     if json_path:
@@ -208,9 +208,18 @@ def nll(data, model_name, limit, json_path, variance, batch_size, steps_per_call
     if steps_per_call is None:
         steps_per_call = auto_steps_per_call(min(batch_size, images.shape[0]), images.shape[2], images.shape[3],
                                              model.diffusion().num_steps)
+    if variance == OPTIMAL and model.error_table is None:
+        raise DiffcodecError(f"model {model.name} has no error table for the optimal variances "
+                             f"(make one with 'diffcodec variances')")
+    table = model.error_table
     result = evaluate_dataset(model, images.to(dev), batch_size=batch_size, seed=seed, steps_per_call=steps_per_call,
-                              bf16=bf16)
+                              bf16=bf16, error_table=table, error_margin=True)
     doc = result.report(variance)
+    if table is not None:
+        margins = [doc["by_variance"].pop(f"{OPTIMAL}{d}")["total_bits_per_dim"] for d in ("-1se", "+1se")]
+        doc["optimal_table"] = {"sha256": table.sha256, "meta": table.meta,
+                                "total_bits_per_dim_at_minus_1se": margins[0],
+                                "total_bits_per_dim_at_plus_1se": margins[1]}
     doc.update({"model": model.name, "model_sha256": model.weights_sha256, "data": str(data),
                 "data_split": "test" if is_cifar else "files", "seed": seed, "clip_denoised": True,
                 "network_dtype": "bfloat16" if bf16 else "float32", "batch_size": batch_size,
@@ -218,17 +227,88 @@ def nll(data, model_name, limit, json_path, variance, batch_size, steps_per_call
     click.echo(f"model {model.name} ({model.weights_sha256[:12]}), {result.images} images of {data}"
                f"{' (CIFAR-10 test split)' if is_cifar else ''}, {result.dims} dims, T = {model.diffusion().num_steps}")
     click.echo(f"{'':24}{'rate':>8}{'distortion':>12}{'total':>8}   bits/dim   RMSE x̂0(x1) on [0,255]")
-    for v, label in (("fixedlarge", "σ² = β  (fixedlarge)"), ("fixedsmall", "σ² = β̃  (fixedsmall)")):
+    rows = [("fixedlarge", "σ² = β  (fixedlarge)"), ("fixedsmall", "σ² = β̃  (fixedsmall)")]
+    rows += [(OPTIMAL, "σ² = σ*² (optimal)")] if table is not None else []
+    for v, label in rows:
         s = doc["by_variance"][v]
         width = 24 + sum(1 for c in label if unicodedata.combining(c))  # combining marks take no column
         click.echo(f"{label:{width}}{s['rate_bits_per_dim']:8.3f}{s['distortion_bits_per_dim']:12.3f}"
                    f"{s['total_bits_per_dim']:8.3f}              {s['rmse_0_255']:.3f}")
+    if table is not None:
+        o = doc["optimal_table"]
+        spread = max(abs(o[k] - doc["by_variance"][OPTIMAL]["total_bits_per_dim"])
+                     for k in ("total_bits_per_dim_at_minus_1se", "total_bits_per_dim_at_plus_1se"))
+        click.echo(f"  σ*² from error table {table.sha256[:12]} ({table.meta.get('images', '?')} training images); "
+                   f"moving it by one standard error changes the total by at most {spread:.5f} bits/dim")
     p = PAPER_CIFAR10
     click.echo(f"{'paper, CIFAR-10 test':24}{p['rate_bits_per_dim']:8.2f}{p['distortion_bits_per_dim']:12.2f}"
                f"{p['total_bits_per_dim']:8.2f}              {p['rmse_0_255']:.2f}")
     if json_path:
         write_json(Path(json_path), doc, force=True)
         click.echo(f"wrote {json_path}")
+
+
+@main.command(epilog="""
+\b
+Examples:
+  diffcodec variances --model default --cifar ../shared/data/cifar-10-subset
+  diffcodec variances --model photo --folder ../shared/data/photos --crop-size 64 --min-scale 0.3
+  diffcodec variances --model runs/tiny --cifar DATA --images 256 -o table.json
+""")
+@MODEL_OPTION
+@click.option("--cifar", multiple=True, type=click.Path(), help="Folder with CIFAR-10 python batches (train split).")
+@click.option("--folder", multiple=True, type=click.Path(), help="Folder of images to take random crops from.")
+@click.option("--crop-size", default=32, show_default=True, type=click.IntRange(min=1), help="Image size.")
+@click.option("--min-scale", default=1.0, show_default=True, type=click.FloatRange(0, 1, min_open=True),
+              help="Crops are downscaled by a random factor in [min-scale, 1].")
+@click.option("--folder-weight", default=0.5, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Share of folder crops when CIFAR is also given.")
+@click.option("--images", default=128, show_default=True, type=click.IntRange(min=2),
+              help="Training images drawn (the Monte Carlo sample of every timestep).")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=0, show_default=True, help="Seed of the image draws and of the x_t draws.")
+@click.option("-o", "--out", "out_path", type=click.Path(), default=None,
+              help="Table file to write [default: reverse_variances.json in the model's folder].")
+@DEVICE_OPTION
+@click.option("--force", is_flag=True, help="Replace an existing table.")
+def variances(model_name, cifar, folder, crop_size, min_scale, folder_weight, images, batch_size, seed, out_path,
+              device, force):
+    """Estimate a model's optimal reverse variances on a sample of its training data.
+
+    For every timestep t the network's mean squared error of x̂_0 per dimension, e_t, is
+    measured on the drawn images (a grid of about 120 timesteps, interpolated between them);
+    σ*² = β̃ + c²·e_t then gives the fewest bits for every step of any chain (diffcodec.variances).
+    The table is written beside the weights, where `nll` and `encode` find it; files coded
+    with it name its hash. Use the data the model was trained on, never test images.
+    """
+    import torch
+
+    from .checkpoint import load_model, resolve_model_path
+    from .data import DataConfig
+    from .files import check_writable
+    from .nll import auto_steps_per_call
+    from .train import device_description, pick_device
+    from .variances import TABLE_FILE, estimate
+
+    target = Path(out_path) if out_path else resolve_model_path(model_name) / TABLE_FILE
+    check_writable(target, force)
+    data = DataConfig(cifar=list(cifar), folders=list(folder), crop_size=crop_size, min_scale=min_scale,
+                      folder_weight=folder_weight)
+    source = data.build()
+    draws = source.sample(images, torch.Generator().manual_seed(seed))
+    dev = pick_device(device)
+    model = load_model(model_name, dev)
+    f = model.unet_config.downsampling_factor
+    if crop_size % f:
+        raise DiffcodecError(f"--crop-size {crop_size} is not divisible by the model's factor {f}")
+    per_call = auto_steps_per_call(min(batch_size, images), crop_size, crop_size, 120)
+    meta = {"data": data.to_dict(), "device": device_description(dev), "torch": torch.__version__}
+    table = estimate(model, draws.to(dev), batch_size=batch_size, seed=seed, steps_per_call=per_call, meta=meta)
+    table.save(target)
+    m = table.meta
+    click.echo(f"wrote {target}: e_t of {model.name} on {m['images']} training images of {crop_size}×{crop_size}, "
+               f"{len(m['grid'])} timesteps; relative standard error median {m['relative_stderr_median']:.3f}, "
+               f"max {m['relative_stderr_max']:.3f}; table {table.sha256[:12]}")
 
 
 @main.command(epilog="""

@@ -120,6 +120,7 @@ def evaluate_dataset(
     bf16: bool = False,
     steps=None,
     error_table=None,
+    error_margin: bool = False,
 ) -> DatasetBound:
     """The bound's terms for every image of a uint8 stack (N, C, H, W).
 
@@ -129,7 +130,9 @@ def evaluate_dataset(
     3 significant digits); the bound's own arithmetic is float64 either way. ``steps`` restricts
     the evaluation to some timesteps (the others stay NaN). With an ``error_table``
     (:class:`~diffcodec.variances.ErrorTable`, estimated on training data) the bound under its
-    optimal variances is evaluated too, as ``"optimal"``.
+    optimal variances is evaluated too, as ``"optimal"``; ``error_margin`` adds the bounds under the
+    table moved by ∓1 standard error (``"optimal-1se"``, ``"optimal+1se"``): the estimate's own
+    Monte Carlo error as it reaches the bound.
     """
     if images.ndim != 4 or images.dtype != torch.uint8:
         raise ValueError(f"expected uint8 images (N, C, H, W), got {tuple(images.shape)} {images.dtype}")
@@ -139,7 +142,12 @@ def evaluate_dataset(
     batches = math.ceil(images.shape[0] / batch_size)
     eps_fn = network_function(model, bf16)
     parts: list[BoundTerms] = []
-    extra = {OPTIMAL: error_table.variances(diffusion.schedule)} if error_table is not None else {}
+    extra = {}
+    if error_table is not None:
+        extra[OPTIMAL] = error_table.variances(diffusion.schedule)
+        if error_margin:
+            extra[OPTIMAL + "-1se"] = error_table.shifted(-1).variances(diffusion.schedule)
+            extra[OPTIMAL + "+1se"] = error_table.shifted(+1).variances(diffusion.schedule)
     count = diffusion.num_steps if steps is None else len(set(int(k) for k in steps))
     with tqdm(total=batches * count, disable=not progress, desc="bound", unit="step",
               dynamic_ncols=True) as bar:

@@ -22,6 +22,7 @@ from diffcodec.checkpoint import save_checkpoint
 from diffcodec.cli import main
 from diffcodec.schedule import ScheduleConfig
 from diffcodec.unet import CONFIGS, UNet
+from diffcodec.variances import TABLE_FILE, ErrorTable
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR = ROOT.parent / "shared" / "data" / "cifar-10-subset"
@@ -172,3 +173,32 @@ def test_train_rejects_bad_options_without_traceback(tmp_path, option):
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert "Traceback" not in result.output and ("error:" in result.output or "Error:" in result.output)
     assert not out.exists()
+
+
+def test_variances_writes_a_table_that_nll_then_uses(tmp_path):
+    """`diffcodec variances` estimates the error table beside the weights; `nll` then adds the
+    bound under the optimal variances, below both fixed ones' rate, with the table's hash."""
+    model = make_micro_checkpoint(tmp_path / "micro")
+    result = run("variances", "--model", model, "--cifar", CIFAR, "--images", 4,
+                 "--batch-size", 4)
+    assert result.exit_code == 0, result.output
+    table = ErrorTable.load(model / TABLE_FILE)
+    assert table.meta["images"] == 4 and table.meta["model_sha256"] == json.loads((model / "config.json").read_text())[
+        "weights_sha256"]
+    assert_one_line_error(run("variances", "--model", model, "--cifar", CIFAR, "--images", 4), "--force")
+    doc = nll_doc(model, tmp_path / "nll.json")
+    opt, large = doc["by_variance"]["optimal"], doc["by_variance"]["fixedlarge"]
+    assert opt["rate_bits_per_dim"] < large["rate_bits_per_dim"]
+    assert doc["optimal_table"]["sha256"] == table.sha256
+    assert "optimal-1se" not in doc["by_variance"]
+    for key in ("total_bits_per_dim_at_minus_1se", "total_bits_per_dim_at_plus_1se"):
+        assert abs(doc["optimal_table"][key] - opt["total_bits_per_dim"]) < 0.05
+
+
+def test_nll_optimal_needs_a_table(micro):
+    assert_one_line_error(run("nll", CIFAR, "--model", micro, "--limit", 1, "--variance", "optimal"), "error table")
+
+
+def test_variances_refuses_bad_input(micro, tmp_path):
+    assert_one_line_error(run("variances", "--model", micro), "no training data")
+    assert_one_line_error(run("variances", "--model", micro, "--cifar", tmp_path), "CIFAR")

@@ -87,9 +87,14 @@ def test_older_golden_files_still_decode(model, version):
     their own lossless record.  Their prediction is a float32 network output rounded with no
     guard, so it is exact only where the machine reproduces the encoder's float32 arithmetic;
     elsewhere a few pixels come out off by one, and the decoder must say so (``exact``)."""
+    import dataclasses
+
+    from bitstream.container import VarianceChoice
+
     image = cifar_image(0)
-    old, new = (GOLDEN_V1 if version == 1 else GOLDEN_V2).read_bytes(), GOLDEN.read_bytes()
-    u_old, u_new = unpack(old), unpack(new)
+    old = (GOLDEN_V1 if version == 1 else GOLDEN_V2).read_bytes()
+    same_prior = dataclasses.replace(FAST, variance=VarianceChoice.POSTERIOR)  # the variance those files used
+    u_old, u_new = unpack(old), unpack(compress(image, model, same_prior, Stop()).data)
     assert u_old.header.version == version and u_new.header.version == 3
     assert u_old.records[:-1] == u_new.records[:-1]  # the channel records are unchanged
     out = decompress(old, model)
@@ -223,6 +228,34 @@ def test_bad_input_raises_codec_errors(model, tmp_path):
         decompress(b"\x89PNG\r\n\x1a\n" + bytes(40), model)
     with pytest.raises(CodecError, match="truncated header"):
         decompress(b"DDC\x01\x00", model)
+
+
+@needs_data
+def test_optimal_variances_are_the_default_and_name_their_table(model):
+    """A model with an error table codes with its optimal reverse variances and names the table;
+    a model without it, or with another table, refuses the file with a clean error."""
+    import dataclasses
+
+    from bitstream.container import VarianceChoice
+    from diffcodec.variances import ErrorTable
+
+    assert model.error_table is not None
+    image = cifar_image(5)
+    data = compress(image, model, FAST, Stop(upto_t=100)).data
+    header = unpack(data).header
+    assert header.variance is VarianceChoice.OPTIMAL and header.variance_table == model.error_table.short_hash
+    posterior = compress(image, model, dataclasses.replace(FAST, variance=VarianceChoice.POSTERIOR),
+                         Stop(upto_t=100)).data
+    assert unpack(posterior).header.variance_table == b""
+    assert len(data) < len(posterior)  # σ*² ≥ β̃ is the better prior at every step
+    bare = dataclasses.replace(model, error_table=None, _twins={})
+    with pytest.raises(CodecError, match="has no error table"):
+        decompress(data, bare)
+    other = dataclasses.replace(model, error_table=ErrorTable(model.error_table.mse * 1.01, model.error_table.stderr),
+                                _twins={})
+    with pytest.raises(CodecError, match="optimal reverse variances of table"):
+        decompress(data, other)
+    assert decompress(posterior, bare).t == 100  # files of the fixed variances need no table
 
 
 def regenerate() -> None:

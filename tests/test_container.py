@@ -44,13 +44,13 @@ def _varint(value) -> bytes:
 
 def raw_header(width=1, height=1, flags0=0, flags1=0, schedule_id=0, t_stop=10, groups=40,
                log2_candidates=12, quarter=20, tile=0, seed=0, body_bytes=0, version=VERSION,
-               magic=MAGIC) -> bytes:
+               magic=MAGIC, table=b"") -> bytes:
     """A header built by hand (bypassing Header's validation), with a correct CRC.  The varint
     fields take an int or the raw bytes to write (to build non-canonical encodings)."""
     body = b"".join([
         magic, bytes([version]), HASH, _varint(width), _varint(height),
         bytes([flags0, flags1, schedule_id, t_stop, groups, log2_candidates, quarter]),
-        _varint(tile), _varint(seed), _varint(body_bytes),
+        _varint(tile), _varint(seed), table, _varint(body_bytes),
     ])
     return body + crc16(body).to_bytes(2, "little")
 
@@ -167,9 +167,26 @@ def test_header_round_trip_non_default_fields():
 @pytest.mark.parametrize("variance", list(VarianceChoice))
 @pytest.mark.parametrize("layout", list(RecordLayout))
 def test_header_round_trip_all_flag_combinations(mode, variance, layout):
+    table = b"\x0a\x0b\x0c\x0d" if variance is VarianceChoice.OPTIMAL else b""
     h = Header(HASH, MAX_SIDE, MAX_PIXELS // MAX_SIDE, mode, variance, layout, tile=MAX_SIDE, seed=12345,
-               body_bytes=2**62 - 1)
+               body_bytes=2**62 - 1, variance_table=table)
     assert Header.from_bytes(h.to_bytes()) == (h, len(h.to_bytes()))
+
+
+def test_optimal_variance_header_bytes():
+    # flags1 bit 2 = optimal variances; the table's 4 hash bytes follow the seed
+    h = Header(bytes(4), 32, 32, variance=VarianceChoice.OPTIMAL, variance_table=bytes.fromhex("a1b2c3d4"))
+    data = h.to_bytes()
+    assert data[:23] == bytes.fromhex("444443 03 00000000 20 20 00 04 00 0a 28 0c 14 00 00 a1b2c3d4")
+    assert Header.from_bytes(data)[0] == h and len(data) == 26
+    with pytest.raises(ValueError, match="variance_table"):
+        Header(HASH, 1, 1, variance=VarianceChoice.OPTIMAL)
+    with pytest.raises(ValueError, match="variance_table"):
+        Header(HASH, 1, 1, variance_table=b"abcd")
+    with pytest.raises(FormatError, match="need format version 3"):
+        Header(HASH, 1, 1, variance=VarianceChoice.OPTIMAL, variance_table=b"abcd", version=2)
+    with pytest.raises(FormatError, match="unknown flags"):  # bit 2 means nothing before version 3
+        Header.from_bytes(raw_header(flags1=4, version=2))
 
 
 def test_header_body_bytes_defaults_to_zero():
@@ -242,10 +259,11 @@ def test_format_md_examples():
 
 
 def test_header_size_range():
-    # FORMAT.md §3: 22 to 44 bytes
+    # FORMAT.md §3: 22 to 48 bytes
     assert len(Header(HASH, 1, 1).to_bytes()) == 22
     largest = Header(HASH, MAX_SIDE, MAX_PIXELS // MAX_SIDE, tile=MAX_SIDE, seed=2**64 - 1, body_bytes=2**62 - 1)
     assert len(largest.to_bytes()) == 44
+    assert len(replace(largest, variance=VarianceChoice.OPTIMAL, variance_table=HASH).to_bytes()) == 48
 
 
 def test_flipping_any_header_byte_is_refused():
@@ -278,10 +296,11 @@ def test_unsupported_version():
         unpack(raw_header(version=0))
 
 
-@pytest.mark.parametrize("flags0, flags1", [(3, 0), (255, 0), (0, 4), (0, 0x80), (1, 0xFF)])
+@pytest.mark.parametrize("flags0, flags1", [(3, 0), (255, 0), (0, 8), (0, 0x80), (1, 0xFF), (0, 5)])
 def test_unknown_flags(flags0, flags1):
+    table = b"abcd" if flags1 & 4 else b""  # bit 2 brings the variance table's 4 bytes
     with pytest.raises(FormatError, match="unknown flags"):
-        Header.from_bytes(raw_header(flags0=flags0, flags1=flags1))
+        Header.from_bytes(raw_header(flags0=flags0, flags1=flags1, table=table))
 
 
 def test_raw_header_helper_matches_header():

@@ -90,6 +90,7 @@ class Chain:
         self.full_schedule = full
         self.diffusion = GaussianDiffusion(full.respace(plan.boundaries))
         self.step_of = {int(t): k + 1 for k, t in enumerate(self.diffusion.schedule.timesteps)}
+        self.prior_variance = prior_variances(model, header, self.diffusion.schedule)
         self.noise = SharedNoise(header.seed)
         self.index_model = IndexModel(header.log2_candidates, header.chunk_bits, portable=not self.legacy)
         self.level_model = chunking.LevelModel(portable=not self.legacy)
@@ -112,9 +113,7 @@ class Chain:
         d = self.diffusion
         k = torch.tensor([self.step_of[t]])
         x0_hat, mean = d.denoise(x_t, k, eps, clip_denoised=True)
-        s = d.schedule
-        var = s.posterior_variance if self.header.variance is VarianceChoice.POSTERIOR else s.betas
-        return x0_hat, mean.flatten().numpy(), math.sqrt(float(var[k.item() - 1]))
+        return x0_hat, mean.flatten().numpy(), math.sqrt(float(self.prior_variance[k.item() - 1]))
 
     def posterior(self, x0: torch.Tensor, x_t: torch.Tensor, t: int):
         k = torch.tensor([self.step_of[t]])
@@ -133,6 +132,27 @@ class Chain:
         for j, (idx, n) in enumerate(zip(self.parts(step, level), indices, strict=True)):
             x_s[idx] = channel_reconstruct(n, p_mean[idx], p_std, self.noise, (step, j + 1))
         return torch.from_numpy(x_s).view(self.shape)
+
+
+def prior_variances(model: Model, header: Header, schedule) -> np.ndarray:
+    """σ² of p_θ for every step of the coded (respaced) chain, as the header's variance choice says."""
+    if header.variance is VarianceChoice.POSTERIOR:
+        return schedule.posterior_variance
+    if header.variance is VarianceChoice.BETA:
+        return schedule.betas
+    check_variance_table(header, model)
+    return model.error_table.variances(schedule)
+
+
+def check_variance_table(header: Header, model: Model) -> None:
+    """CodecError unless the model holds the error table an OPTIMAL-variance file names."""
+    if header.variance is not VarianceChoice.OPTIMAL:
+        return
+    table = model.error_table
+    if table is None or table.short_hash != header.variance_table:
+        have = f"has table {table.short_hash.hex()}…" if table is not None else "has no error table"
+        raise CodecError(f"the file was coded with the optimal reverse variances of table "
+                         f"{header.variance_table.hex()}…, and model '{model.name}' {have}")
 
 
 def pad_to_factor(rgb: np.ndarray, factor: int) -> np.ndarray:

@@ -21,6 +21,7 @@ from .chain import (
     SCHEDULES,
     Chain,
     CodecError,
+    check_variance_table,
     model_hash,
     prediction,
     prediction_from_rounded,
@@ -54,6 +55,7 @@ def check_model(header: Header, model: Model) -> None:
                          f"'{model.name}' ({model.weights_sha256[:8]}…); pass the right --model")
     if SCHEDULES.get(header.schedule_id) != model.schedule_config:
         raise CodecError(f"the file's schedule id {header.schedule_id} does not match the model's schedule")
+    check_variance_table(header, model)
 
 
 @torch.no_grad()
@@ -188,6 +190,8 @@ def describe(data: bytes) -> dict:
               "mode": h.mode.name, "variance": h.variance.name.lower(), "layout": h.layout.name.lower(),
               "schedule_id": h.schedule_id, "t_stop": h.t_stop, "groups": h.groups, "tile": h.tile,
               "log2_candidates": h.log2_candidates, "chunk_bits": h.chunk_bits, "seed": h.seed}
+    if h.variance_table:
+        header["variance_table"] = h.variance_table.hex()
     return {"header": header, "header_bytes": u.header_bytes, "file_bytes": len(data),
             "bpp": len(data) * 8 / (h.width * h.height), "boundaries": list(plan.boundaries),
             "coded_steps": plan.num_steps, "records": records, "truncated": u.truncated}

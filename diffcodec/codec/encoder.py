@@ -11,7 +11,7 @@ import torch
 
 from bitstream import chunks as chunking
 from bitstream import guarded_rounding, interlaced
-from bitstream.channel import simulate
+from bitstream.channel import log_weight_coefficients
 from bitstream.container import Header, ImageMode, RecordLayout, VarianceChoice, crc16, pack, unpack
 
 from ..checkpoint import Model
@@ -39,7 +39,7 @@ class CodecConfig:
     groups: int = 40
     log2_candidates: int = 12
     chunk_bits: float = 5.0
-    variance: VarianceChoice = VarianceChoice.POSTERIOR
+    variance: VarianceChoice | None = None  # None: OPTIMAL when the model has an error table, else POSTERIOR
     layout: RecordLayout | None = None  # None: COARSE below 256×256 pixels, else EVERY_STEP
     seed: int = 0
 
@@ -106,8 +106,15 @@ def _header(model: Model, image: CodecImage, config: CodecConfig, t_stop: int) -
     quarter = round(config.chunk_bits * 4)
     if abs(quarter / 4 - config.chunk_bits) > 1e-9:
         raise ValueError("chunk_bits must be a multiple of 1/4")
-    return Header(model_hash(model), image.width, image.height, image.mode, config.variance, layout,
-                  schedule_id(model), t_stop, config.groups, 0, config.log2_candidates, quarter, config.seed)
+    variance = config.variance
+    if variance is None:
+        variance = VarianceChoice.OPTIMAL if model.error_table is not None else VarianceChoice.POSTERIOR
+    if variance is VarianceChoice.OPTIMAL and model.error_table is None:
+        raise ValueError(f"model '{model.name}' has no error table for optimal reverse variances")
+    table = model.error_table.short_hash if variance is VarianceChoice.OPTIMAL else b""
+    return Header(model_hash(model), image.width, image.height, image.mode, variance, layout,
+                  schedule_id(model), t_stop, config.groups, 0, config.log2_candidates, quarter, config.seed,
+                  variance_table=table)
 
 
 @torch.no_grad()
@@ -123,6 +130,7 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
     h, w = image.height, image.width
     padded = pad_to_factor(image.rgb, model.unet_config.downsampling_factor)
     chain = Chain(model, header, plan, padded.shape[:2])
+    scorer = candidate_scorer(model)
     x0 = to_model(padded)
     records: list[bytes] = []
     if image.mode is ImageMode.RGBA:
@@ -143,17 +151,14 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
             kl_bits = float(kl_dims.sum() / math.log(2))
             level = chunking.level_for(kl_bits, header.chunk_bits, chain.dims)
             coded = enc.level(chain.level_model, level)
-            x_s = np.empty(chain.dims)
             parts = chain.parts(step, level)
-            indices = []
-            for j, idx in enumerate(parts):
-                n, sample = simulate(q_mean[idx], q_std, p_mean[idx], p_std, chain.noise, (step, j + 1),
-                                     header.log2_candidates)
+            coefficients = [log_weight_coefficients(q_mean[idx], q_std, p_mean[idx], p_std) for idx in parts]
+            indices = scorer.best_indices(header.seed, [(step, j + 1) for j in range(len(parts))], coefficients,
+                                          header.log2_candidates)
+            for n in indices:
                 coded += enc.index(chain.index_model, n)
-                x_s[idx] = sample
-                indices.append(n)
             coded_steps.append((step, t, s, level, indices))
-            x = torch.from_numpy(x_s).view(chain.shape)
+            x = chain.step_from_indices(x, eps, step, t, level, indices)  # exactly what a decoder rebuilds
             eps = chain.eps(x, s)
             steps_out.append({"step": step, "t": t, "s": s, "kl_bits": kl_bits, "chunks": len(parts),
                               "ideal_coded_bits": coded})
@@ -195,6 +200,19 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
                         "chunk_bits": header.chunk_bits, "variance": header.variance.name.lower(),
                         "layout": header.layout.name.lower(), "seed": header.seed}}
     return Encoded(data, stats)
+
+
+def candidate_scorer(model: Model):
+    """Where the channel simulation scores its candidates: on the model's GPU when it has one
+    (``bitstream.torch_scoring``), else in the CPU's compiled loop; both pick the same indices."""
+    device = next(model.net.parameters()).device
+    if device.type == "cpu":
+        from bitstream.kernels import CompiledScorer  # numba: imported by the encoder only
+
+        return CompiledScorer()
+    from bitstream.torch_scoring import TorchScorer
+
+    return TorchScorer(str(device))
 
 
 def replay(chain: Chain, coded_steps: list) -> tuple[torch.Tensor, torch.Tensor]:

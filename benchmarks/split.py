@@ -39,9 +39,17 @@ def optimal_note(doc: dict) -> str:
     note = (f"\nσ*² = β̃ + c²·e_t (Analytic-DPM's optimum, with the network's error e_t measured against the "
             f"true x_0) from error table `{o['sha256'][:12]}`, estimated on {m.get('images', '?')} training "
             f"images (never these), median relative standard error of e_t {m.get('relative_stderr_median', 0):.3f}.")
+    if "rate_change_at_minus_1se" in o:
+        note += (f" Moving every e_t by one standard error changes the rate by "
+                 f"{o['rate_change_at_minus_1se']:+.5f} / {o['rate_change_at_plus_1se']:+.5f} bits/dim.")
+    elif "total_bits_per_dim_at_minus_1se" in o:
+        opt = doc["by_variance"]["optimal"]["total_bits_per_dim"]
+        note += (f" Moving every e_t by one standard error changes the total by "
+                 f"{o['total_bits_per_dim_at_minus_1se'] - opt:+.5f} / {o['total_bits_per_dim_at_plus_1se'] - opt:+.5f} "
+                 f"bits/dim.")
     if o.get("added_to_a_stored_bound"):
         note += (" Its rate terms are computed exactly from the stored bound's per-t mean squared errors; "
-                 "its L_0 on a separate x_1 draw (" + doc["by_variance"]["optimal"]["distortion_note"] + ").")
+                 + doc["by_variance"]["optimal"]["distortion_note"] + ".")
     return note + "\n"
 
 

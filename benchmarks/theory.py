@@ -50,10 +50,14 @@ def add_optimal(doc: dict, model: Model, stack: torch.Tensor, batch_size: int = 
     table = model.error_table
     schedule = model.diffusion().schedule
     mse = (np.asarray(doc["rmse_0_255_by_t"]) / 127.5) ** 2
-    var = table.variances(schedule)
     post, coef = schedule.posterior_variance, schedule.posterior_mean_coef_x0
+
+    def step_kl(var: np.ndarray) -> np.ndarray:  # bits/dim of steps 2..T under variances ``var``
+        return 0.5 * (np.log(var[1:] / post[1:]) + (post[1:] + coef[1:] ** 2 * mse[1:]) / var[1:] - 1) / math.log(2)
+
     kl = np.zeros_like(mse)  # bits/dim per step; column 0 (L_0) filled below
-    kl[1:] = 0.5 * (np.log(var[1:] / post[1:]) + (post[1:] + coef[1:] ** 2 * mse[1:]) / var[1:] - 1) / math.log(2)
+    kl[1:] = step_kl(table.variances(schedule))
+    moved = [float(step_kl(table.shifted(d).variances(schedule)).sum() - kl[1:].sum()) for d in (-1, 1)]
     first = evaluate_dataset(model, stack, batch_size=batch_size, seed=1, steps=[1], error_table=table,
                              progress=False)
     kl[0] = first.split(OPTIMAL)["distortion_bits_per_dim"]
@@ -66,7 +70,8 @@ def add_optimal(doc: dict, model: Model, stack: torch.Tensor, batch_size: int = 
         "cumulative_rate_bits_per_dim": (doc["prior_bits_per_dim"] + tail).tolist(),
         "distortion_note": "L_0 on a separate x_1 draw (seed 1); the same draw gives "
                            f"{first.split('fixedlarge')['distortion_bits_per_dim']:.4f} under the fixed decoder variance"}}
-    doc["optimal_table"] = {"sha256": table.sha256, "meta": table.meta, "added_to_a_stored_bound": True}
+    doc["optimal_table"] = {"sha256": table.sha256, "meta": table.meta, "added_to_a_stored_bound": True,
+                            "rate_change_at_minus_1se": moved[0], "rate_change_at_plus_1se": moved[1]}
     return doc
 
 

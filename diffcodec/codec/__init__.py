@@ -24,8 +24,20 @@ checks the result.
 
 from .chain import SCHEDULES, CodecError, model_hash
 from .decoder import Decoded, check_model, decompress, describe, read_header
-from .encoder import DEFAULT_STOP, FULL_RATE_T_STOP, LOSSY_T_STOP, CodecConfig, Encoded, Stop, compress, resolve_t_stop
+from .encoder import (
+    CPU_CALLS,
+    DEFAULT_STOP,
+    FULL_RATE_T_STOP,
+    GPU_CALLS,
+    LOSSY_T_STOP,
+    CodecConfig,
+    Encoded,
+    Stop,
+    call_size,
+    compress,
+    resolve_t_stop,
+)
 
-__all__ = ["SCHEDULES", "CodecConfig", "CodecError", "DEFAULT_STOP", "Decoded", "Encoded", "FULL_RATE_T_STOP",
+__all__ = ["CPU_CALLS", "GPU_CALLS", "SCHEDULES", "CodecConfig", "call_size", "CodecError", "DEFAULT_STOP", "Decoded", "Encoded", "FULL_RATE_T_STOP",
            "LOSSY_T_STOP", "Stop", "check_model", "compress", "decompress", "describe", "model_hash", "read_header",
            "resolve_t_stop"]

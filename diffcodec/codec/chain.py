@@ -8,7 +8,8 @@ rounding of x̂_0(x_{t_stop}), and a rounding needs equal inputs on both sides. 
 version 3 it is defined on the *reference chain*: the channel records replayed with the network
 computing in float64.  Two machines' float64 chains agree to about 1e-10 of a pixel, and the
 prediction's guarded rounding (``bitstream.guarded_rounding``) absorbs any difference below
-``GUARD_MARGIN``.  Lossy work runs the network in float32, on any number of threads.
+``GUARD_MARGIN``.  Lossy work runs the network in float32. The thread count is free (small images use one,
+``ONE_THREAD_PIXELS``).
 Files of versions 1 and 2 predict from a float32 chain run on one thread, as they were written.
 """
 
@@ -61,6 +62,12 @@ def model_hash(model: Model) -> bytes:
     return bytes.fromhex(model.weights_sha256)[:4]
 
 
+# Network passes on images up to this many pixels run on one CPU thread: their convolutions are
+# too small to share, and on a busy machine the threads' barriers wait on each other (measured on
+# 2 cores under load: a 32×32 pass took 0.03 s on one thread, 0.5–0.9 s on two).
+ONE_THREAD_PIXELS = 64 * 64
+
+
 @contextlib.contextmanager
 def single_thread():
     before = torch.get_num_threads()
@@ -101,7 +108,8 @@ class Chain:
 
     def eps(self, x: torch.Tensor, t: int) -> torch.Tensor:
         k = torch.tensor([self.step_of[t]])
-        with single_thread() if self.legacy else contextlib.nullcontext():
+        small = self.shape[2] * self.shape[3] <= ONE_THREAD_PIXELS
+        with single_thread() if self.legacy or small else contextlib.nullcontext():
             return self.diffusion.predict_eps(self.model.eps_fn, x, k).double()
 
     def x0_hat(self, x_t: torch.Tensor, t: int, eps: torch.Tensor) -> torch.Tensor:

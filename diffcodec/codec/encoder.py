@@ -37,8 +37,8 @@ class CodecConfig:
 
     t_stop: int | None = None  # None: chosen by the stop rule (:func:`resolve_t_stop`)
     groups: int = 40
-    log2_candidates: int = 12
-    chunk_bits: float = 5.0
+    log2_candidates: int | None = None  # None: by the model's device (:func:`call_size`)
+    chunk_bits: float | None = None  # KL budget of a call in bits; None: by the model's device
     variance: VarianceChoice | None = None  # None: OPTIMAL when the model has an error table, else POSTERIOR
     layout: RecordLayout | None = None  # None: COARSE below 256×256 pixels, else EVERY_STEP
     seed: int = 0
@@ -99,12 +99,28 @@ class Encoded:
     stats: dict = field(default_factory=dict)
 
 
+# Channel-simulation calls sized for where the candidates are scored: (log2 candidates, KL bits
+# per call).  Each call costs about log2(B + 1) + 1 bits over its KL, so bigger calls waste less,
+# but the sample follows q only while 2**k is well above 2**B, and the work grows as 2**k.
+CPU_CALLS = (12, 5.0)  # the CPU's compiled loop: ~8 s a CIFAR-10 image at full rate on 2 cores
+GPU_CALLS = (16, 10.0)  # a GPU scores 2**16 candidates of a call at once (benchmarks.channel_overhead)
+
+
+def call_size(config: CodecConfig, model: Model) -> tuple[int, float]:
+    """(log2 candidates, bits per call): the config's, or the defaults of the model's device."""
+    on_gpu = next(model.net.parameters()).device.type != "cpu"
+    k, bits = GPU_CALLS if on_gpu else CPU_CALLS
+    return (config.log2_candidates if config.log2_candidates is not None else k,
+            config.chunk_bits if config.chunk_bits is not None else bits)
+
+
 def _header(model: Model, image: CodecImage, config: CodecConfig, t_stop: int) -> Header:
     layout = config.layout
     if layout is None:
         layout = RecordLayout.COARSE if image.width * image.height < 256 * 256 else RecordLayout.EVERY_STEP
-    quarter = round(config.chunk_bits * 4)
-    if abs(quarter / 4 - config.chunk_bits) > 1e-9:
+    log2_candidates, chunk_bits = call_size(config, model)
+    quarter = round(chunk_bits * 4)
+    if abs(quarter / 4 - chunk_bits) > 1e-9:
         raise ValueError("chunk_bits must be a multiple of 1/4")
     variance = config.variance
     if variance is None:
@@ -113,7 +129,7 @@ def _header(model: Model, image: CodecImage, config: CodecConfig, t_stop: int) -
         raise ValueError(f"model '{model.name}' has no error table for optimal reverse variances")
     table = model.error_table.short_hash if variance is VarianceChoice.OPTIMAL else b""
     return Header(model_hash(model), image.width, image.height, image.mode, variance, layout,
-                  schedule_id(model), t_stop, config.groups, 0, config.log2_candidates, quarter, config.seed,
+                  schedule_id(model), t_stop, config.groups, 0, log2_candidates, quarter, config.seed,
                   variance_table=table)
 
 

@@ -1,0 +1,63 @@
+"""Which shipped model an image gets, and which shipped model a file names.
+
+``auto`` (the encoder's default) picks by image size: ``cifar10`` for thumbnails no larger than
+the 32×32 images it was trained on, ``photo`` (trained on 64×64 crops of photos, attention only
+at its lowest resolution) for everything larger. ``default`` stays loadable by name, and files
+made with any shipped model decode without naming it: the file carries the model's hash.
+Only ``config.json`` files are read, and the checkpoint module (torch) is imported on first
+use, so that the command line's ``--help`` can list the models without importing torch.
+"""
+
+from __future__ import annotations
+
+AUTO = "auto"
+CIFAR10 = "cifar10"
+PHOTO = "photo"
+CIFAR10_MAX_SIDE = 32  # auto: cifar10 when both sides are at most this, else photo
+CIFAR10_WARN_SIDE = 64  # an explicit cifar10 on a larger image gets a warning
+
+# When to use each shipped model, one line each (the --model help and the README's table).
+MODEL_USES = {
+    CIFAR10: "8.95M U-Net trained on CIFAR-10 (32×32): thumbnails up to 32×32 (auto picks it there)",
+    PHOTO: "8.95M U-Net trained on 64×64 photo crops: photos of any size above 32×32 (auto picks it there)",
+    "default": "1.1M U-Net trained on 2 CPU cores: fast demonstrations, and files made with it",
+}
+
+
+def auto_model(width: int, height: int) -> str:
+    """The shipped model ``auto`` gives a ``width``×``height`` image."""
+    return CIFAR10 if max(width, height) <= CIFAR10_MAX_SIDE else PHOTO
+
+
+def resolve_model_name(name: str, width: int, height: int) -> str:
+    """``auto`` to the shipped model for this size; any other name or path unchanged."""
+    return auto_model(width, height) if name == AUTO else name
+
+
+def _shipped_sha256(name: str) -> str | None:
+    from .checkpoint import MODELS_DIR, available_models, read_config
+
+    return read_config(MODELS_DIR / name).get("weights_sha256") if name in available_models() else None
+
+
+def size_warning(weights_sha256: str, width: int, height: int) -> str | None:
+    """A one-line warning when the CIFAR-10 model (by its weights) is asked to code an image
+    larger than 64×64: it never saw such images, and its self-attention at half resolution costs
+    time and memory as the square of the pixel count."""
+    if max(width, height) <= CIFAR10_WARN_SIDE or weights_sha256 != _shipped_sha256(CIFAR10):
+        return None
+    return (f"the {CIFAR10} model was trained on 32×32 images and its attention grows with the square of the "
+            f"pixel count; for a {width}×{height} image use --model {PHOTO} (or {AUTO})")
+
+
+def shipped_model_for_hash(prefix: bytes) -> str | None:
+    """The shipped model whose weights' SHA-256 starts with ``prefix`` (a file's model hash),
+    or None; only the configs are read."""
+    from .checkpoint import MODELS_DIR, available_models, read_config
+
+    for name in available_models():
+        sha = read_config(MODELS_DIR / name).get("weights_sha256", "")
+        if bytes.fromhex(sha)[:len(prefix)] == prefix:
+            return name
+    return None
+

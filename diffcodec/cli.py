@@ -154,8 +154,8 @@ MODEL_OPTION = click.option("--model", "model_name", default="default", show_def
                                  "or a checkpoint folder.")
 ENCODE_MODEL_OPTION = click.option(
     "--model", "model_name", default=AUTO, show_default=True,
-    help=f"{AUTO}: {CIFAR10} for images up to {CIFAR10_MAX_SIDE}×{CIFAR10_MAX_SIDE}, {PHOTO} for larger ones "
-         f"(per image). Shipped models: " + "; ".join(f"{n}: {use}" for n, use in MODEL_USES.items())
+    help=f"{AUTO}: {CIFAR10} for images of at most {CIFAR10_MAX_SIDE}×{CIFAR10_MAX_SIDE} pixels, {PHOTO} for "
+         f"larger ones (per image). " + "; ".join(f"{n}: {use}" for n, use in MODEL_USES.items())
          + ". Or a checkpoint folder.")
 DEVICE_OPTION = click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 

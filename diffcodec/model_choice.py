@@ -18,9 +18,9 @@ CIFAR10_WARN_SIDE = 64  # an explicit cifar10 on a larger image gets a warning
 
 # When to use each shipped model, one line each (the --model help and the README's table).
 MODEL_USES = {
-    CIFAR10: "8.95M U-Net trained on CIFAR-10 (32×32): thumbnails up to 32×32 (auto picks it there)",
-    PHOTO: "8.95M U-Net trained on 64×64 photo crops: photos of any size above 32×32 (auto picks it there)",
-    "default": "1.1M U-Net trained on 2 CPU cores: fast demonstrations, and files made with it",
+    CIFAR10: "8.95M-parameter U-Net trained on CIFAR-10, for images up to 32×32",
+    PHOTO: "8.95M-parameter U-Net trained on 64×64 photo crops, for larger images",
+    "default": "1.1M-parameter U-Net trained on CPU, for fast demonstrations and its own files",
 }
 
 

@@ -54,7 +54,7 @@ def compress(image, model=AUTO, *, upto_t: int | None = None, bpp: float | None 
              psnr: float | None = None, lossless: bool = False, config: CodecConfig = CodecConfig()) -> bytes:
     """``image`` (path, PIL image or uint8 array) → ``.ddc`` bytes. At most one of ``upto_t``,
     ``bpp``, ``psnr``, ``lossless``; none: the default operating point (35 dB). ``model``: a
-    :class:`Model`, a shipped name, a checkpoint folder, or ``"auto"`` (``cifar10`` up to 32×32,
+    :class:`Model`, a shipped name, a checkpoint folder, or ``"auto"`` (``cifar10`` up to 64×64,
     ``photo`` above; the command line's rule)."""
     given = sum(v is not None for v in (upto_t, bpp, psnr)) + bool(lossless)
     if given > 1:

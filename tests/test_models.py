@@ -75,9 +75,9 @@ def test_a_file_names_exactly_one_shipped_model():
     assert shipped_model_for_hash(b"\x00\x01\x02\x03") is None
 
 
-def test_auto_picks_cifar10_for_thumbnails_and_photo_above():
-    assert auto_model(32, 32) == "cifar10" and auto_model(16, 16) == "cifar10" and auto_model(32, 8) == "cifar10"
-    assert auto_model(256, 256) == "photo" and auto_model(33, 32) == "photo" and auto_model(32, 33) == "photo"
+def test_auto_picks_cifar10_up_to_64_and_photo_above():
+    assert auto_model(32, 32) == "cifar10" and auto_model(64, 64) == "cifar10" and auto_model(64, 8) == "cifar10"
+    assert auto_model(256, 256) == "photo" and auto_model(65, 64) == "photo" and auto_model(8, 65) == "photo"
     assert resolve_model_name("auto", 32, 32) == "cifar10" and resolve_model_name("auto", 256, 256) == "photo"
     assert resolve_model_name("default", 256, 256) == "default"  # a name given is kept
 
@@ -104,7 +104,7 @@ def test_photo_round_trip_through_the_api(one_thread):
     assert np.array_equal(np.asarray(api.decompress(data)), pixels)
 
 
-def test_the_command_line_picks_photo_above_32_and_warns_for_cifar10_above_64(tmp_path, one_thread):
+def test_the_command_line_picks_photo_above_64_and_warns_for_cifar10_there(tmp_path, one_thread):
     png = tmp_path / "wide.png"
     Image.fromarray(image(72, 8, seed=3)).save(png)
     auto = run("encode", png, "-o", tmp_path / "auto.ddc", "--upto-t", 1000, *CHEAP_CLI)

@@ -5,6 +5,7 @@ an error table, ``diffcodec.variances``), next to the paper's 1.78 / 1.97 / 3.75
 Usage:
   python -m benchmarks.split --dataset cifar10                  # all 1,017 test images
   python -m benchmarks.split --dataset kodak --crop 64          # Kodak centre crops
+  python -m benchmarks.split --dataset kodak --crop 64 --model photo   # split-photo-c64.*
   python -m benchmarks.split --quick                            # 2 CIFAR images, a minute or two
 
 The bound is the one ``diffcodec nll`` computes (exact, T = 1000 terms per image); its JSON is
@@ -67,7 +68,8 @@ def main(argv=None) -> int:
     images = datasets.load(args.dataset, args.limit, args.crop)
     model = load_model(args.model)
     out = report.results_dir(args.dataset, args.quick)
-    suffix = f"-c{args.crop}" if args.crop else ""
+    # other models than default get their own report files beside default's
+    suffix = ("" if model.name == "default" else f"-{model.name}") + (f"-c{args.crop}" if args.crop else "")
     complete = args.limit is None or args.limit >= {"cifar10": 1017, "kodak": 24}[args.dataset]
     cache = cache_path(out, model, len(images), complete, args.crop)
     doc = bound_document(model, [im.rgb for im in images], cache, args.batch_size)

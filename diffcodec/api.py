@@ -2,21 +2,24 @@
 bytes (or any prefix of them) to an image.
 
     >>> from diffcodec import compress, decompress
-    >>> data = compress("photo.png", lossless=True)
-    >>> decompress(data).save("same.png")
+    >>> data = compress("photo.png", lossless=True)         # model "auto": photo or cifar10 by size
+    >>> decompress(data).save("same.png")                   # the shipped model the file names
     >>> decompress(data, upto_t=200, reconstruct="flow")   # a coarse preview
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from .checkpoint import DEFAULT_MODEL, Model, load_model
-from .codec import DEFAULT_STOP, CodecConfig, Stop, compress as _compress, decompress as _decompress
+from .checkpoint import Model, load_model
+from .codec import (DEFAULT_STOP, CodecConfig, CodecError, Stop, compress as _compress, decompress as _decompress,
+                    read_header)
 from .images import CodecImage, from_pil, load_image
+from .model_choice import AUTO, resolve_model_name, shipped_model_for_hash, size_warning
 from .reconstruct import Reconstruction
 
 
@@ -37,18 +40,40 @@ def _model(model) -> Model:
     return model if isinstance(model, Model) else load_model(model)
 
 
-def compress(image, model=DEFAULT_MODEL, *, upto_t: int | None = None, bpp: float | None = None,
+def _model_for_file(data: bytes, model) -> Model:
+    if model is not None:
+        return _model(model)
+    wanted = read_header(data).model_hash
+    name = shipped_model_for_hash(wanted)
+    if name is None:
+        raise CodecError(f"no shipped model has hash {wanted.hex()}…; pass the file's model")
+    return load_model(name)
+
+
+def compress(image, model=AUTO, *, upto_t: int | None = None, bpp: float | None = None,
              psnr: float | None = None, lossless: bool = False, config: CodecConfig = CodecConfig()) -> bytes:
     """``image`` (path, PIL image or uint8 array) → ``.ddc`` bytes. At most one of ``upto_t``,
-    ``bpp``, ``psnr``, ``lossless``; none: the default operating point (35 dB)."""
+    ``bpp``, ``psnr``, ``lossless``; none: the default operating point (35 dB). ``model``: a
+    :class:`Model`, a shipped name, a checkpoint folder, or ``"auto"`` (``cifar10`` up to 64×64,
+    ``photo`` above; the command line's rule)."""
     given = sum(v is not None for v in (upto_t, bpp, psnr)) + bool(lossless)
     if given > 1:
         raise ValueError("choose at most one of upto_t, bpp, psnr, lossless")
     stop = Stop() if lossless else (Stop(upto_t, bpp, psnr) if given else DEFAULT_STOP)
-    return _compress(_image(image), _model(model), config, stop).data
+    img = _image(image)
+    if isinstance(model, str):
+        model = resolve_model_name(model, img.width, img.height)
+    loaded = _model(model)
+    warning = size_warning(loaded.weights_sha256, img.width, img.height)
+    if warning:
+        warnings.warn(warning, stacklevel=2)
+    return _compress(img, loaded, config, stop).data
 
 
-def decompress(data: bytes, model=DEFAULT_MODEL, *, upto_t: int | None = None,
+def decompress(data: bytes, model=None, *, upto_t: int | None = None,
                reconstruct: str | Reconstruction = Reconstruction.MEAN, steps: int = 50) -> Image.Image:
-    """``.ddc`` bytes (complete or a prefix) → PIL image."""
-    return _decompress(bytes(data), _model(model), upto_t, Reconstruction(reconstruct), steps=steps).image.to_pil()
+    """``.ddc`` bytes (complete or a prefix) → PIL image. ``model`` None: the shipped model
+    whose hash the file carries."""
+    data = bytes(data)
+    return _decompress(data, _model_for_file(data, model), upto_t, Reconstruction(reconstruct),
+                       steps=steps).image.to_pil()

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from .errors import DiffcodecError
+from .model_choice import AUTO, CIFAR10, CIFAR10_MAX_SIDE, MODEL_USES, PHOTO
 
 EXAMPLES = """
 \b
@@ -149,7 +150,13 @@ def train(config_name, init_from, cifar, folder, crop_size, min_scale, folder_we
 
 
 MODEL_OPTION = click.option("--model", "model_name", default="default", show_default=True,
-                            help="A shipped model's name or a checkpoint folder.")
+                            help="A shipped model's name (cifar10, photo, default; see the README's table) "
+                                 "or a checkpoint folder.")
+ENCODE_MODEL_OPTION = click.option(
+    "--model", "model_name", default=AUTO, show_default=True,
+    help=f"{AUTO}: {CIFAR10} for images of at most {CIFAR10_MAX_SIDE}×{CIFAR10_MAX_SIDE} pixels, {PHOTO} for "
+         f"larger ones (per image). " + "; ".join(f"{n}: {use}" for n, use in MODEL_USES.items())
+         + ". Or a checkpoint folder.")
 DEVICE_OPTION = click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 
 
@@ -390,18 +397,15 @@ def convert(source, out_dir, name, force):
 
 def _load_for_file(model_name, header):
     """The model a file names by hash: --model if given (checked), else a shipped one that matches."""
-    from .checkpoint import available_models, load_model
-    from .codec import CodecError, check_model, model_hash
+    from .checkpoint import load_model
+    from .codec import CodecError, check_model
+    from .model_choice import shipped_model_for_hash
 
-    if model_name is not None:
-        model = load_model(model_name)
+    name = model_name if model_name is not None else shipped_model_for_hash(header.model_hash)
+    if name is not None:
+        model = load_model(name)
         check_model(header, model)
         return model
-    for name in available_models():
-        model = load_model(name)
-        if model_hash(model) == header.model_hash:
-            check_model(header, model)
-            return model
     raise CodecError(f"no shipped model has hash {header.model_hash.hex()}…; pass --model with the file's model")
 
 
@@ -497,7 +501,7 @@ Examples:
 @click.argument("images", nargs=-1, required=True, type=click.Path(allow_dash=True))
 @click.option("-o", "--out", "out_path", required=True, type=click.Path(allow_dash=True),
               help="The .ddc file to write ('-': standard output), or a folder (existing, or ending in '/').")
-@MODEL_OPTION
+@ENCODE_MODEL_OPTION
 @click.option("--upto-t", type=click.IntRange(min=0, max=1000), default=None,
               help="Stop once the chain reaches this timestep (0: lossless).")
 @click.option("--bpp", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -548,6 +552,7 @@ def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path
     from .codec import DEFAULT_STOP, CodecConfig, Stop, compress
     from .files import STDIO, check_writable, describe_source, describe_target, read_input, write_json, write_output
     from .images import load_image, read_image
+    from .model_choice import resolve_model_name, size_warning
 
     chosen = [name for name, v in (("--upto-t", upto_t), ("--bpp", bpp), ("--psnr", psnr)) if v is not None]
     chosen += ["--lossless"] if lossless else []
@@ -566,10 +571,13 @@ def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path
         return read_image(stdin, "standard input") if source == STDIO else load_image(Path(source))
 
     first = load(jobs[0][0])
+    sizes = [(first.image.width, first.image.height)]
     for source, _ in jobs[1:]:  # every input is read before any work, so a bad one writes nothing
-        load(source)
+        other = load(source).image
+        sizes.append((other.width, other.height))
     say = functools.partial(click.echo, err=out_path == STDIO)  # standard output carries the file then
-    model = load_model(model_name)
+    chosen_models = [resolve_model_name(model_name, w, h) for w, h in sizes]  # auto picks per image
+    models = {name: load_model(name) for name in dict.fromkeys(chosen_models)}  # before any work too
     stop = Stop(upto_t=upto_t, bpp=bpp, psnr=psnr) if chosen and not lossless else (Stop() if lossless else DEFAULT_STOP)
     layout = {"auto": None, "coarse": RecordLayout.COARSE, "every-step": RecordLayout.EVERY_STEP}[records]
     config = CodecConfig(t_stop=t_stop, groups=groups, log2_candidates=log2_candidates, chunk_bits=chunk_bits,
@@ -582,6 +590,10 @@ def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path
         for note in loaded.notes:
             click.echo(f"note: {name}: {note}", err=True)
         img = loaded.image
+        model = models[chosen_models[i]]
+        warning = size_warning(model.weights_sha256, img.width, img.height)
+        if warning:
+            click.echo(f"warning: {name}: {warning}", err=True)
         desc = "encode" if len(jobs) == 1 else f"encode {i + 1}/{len(jobs)}"
         with tqdm(desc=desc, total=_encode_steps(model, config, stop), unit="step", dynamic_ncols=True) as bar:
             def progress(done, total):

@@ -23,7 +23,8 @@ from test_cli import assert_one_line_error
 from test_images import png16
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = ["--groups", "4", "--candidates", "4", "--chunk-bits", "2", "--t-stop", "10"]
+# The small model: these tests are about the command, not the model.
+FAST = ["--groups", "4", "--candidates", "4", "--chunk-bits", "2", "--t-stop", "10", "--model", "default"]
 ENV = os.environ | {"PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 

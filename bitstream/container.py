@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import binascii
 import enum
+import numbers
 from dataclasses import dataclass, replace
 
 MAGIC = b"DDC"
@@ -121,6 +122,13 @@ class Header:
 
     def validate(self) -> None:
         check_version(self.version)
+        if not isinstance(self.model_hash, bytes):
+            raise FormatError("model_hash must be 4 bytes")
+        for name in ("width", "height", "schedule_id", "t_stop", "groups", "tile", "log2_candidates",
+                     "chunk_quarter_bits", "seed", "body_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise FormatError(f"header field {name} must be an integer, not {value!r}")
         if not (1 <= self.width <= MAX_SIDE and 1 <= self.height <= MAX_SIDE):
             raise FormatError(f"image size {self.width}x{self.height} outside 1..{MAX_SIDE} per side")
         if self.width * self.height > MAX_PIXELS:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from bitstream.container import (
@@ -652,3 +653,31 @@ def test_a_record_cut_inside_its_crc_is_checked_as_far_as_it_goes():
     with pytest.raises(FormatError, match=r"record 1 is corrupt \(checksum mismatch"):
         unpack(wrong)
     assert unpack(data[:-2]).records == [b"ok"]  # no CRC byte left: nothing to check
+
+
+# FORMAT.md §3: the values each one-byte header field may take.
+DOCUMENTED = {"version": range(1, 4), "flags0": range(0, 3), "flags1": range(0, 4), "schedule_id": range(0, 256),
+              "t_stop": range(1, 100), "groups": range(1, 256), "log2_candidates": range(1, 21),
+              "quarter": range(1, 256)}
+
+
+@pytest.mark.parametrize("field", sorted(DOCUMENTED))
+def test_every_value_of_every_one_byte_field_is_read_iff_documented(field):
+    for value in range(256):
+        data = raw_header(**{field: value})
+        if value in DOCUMENTED[field]:
+            header, _ = Header.from_bytes(data)
+            assert header.to_bytes() == data
+        else:
+            with pytest.raises(FormatError):
+                Header.from_bytes(data)
+
+
+@pytest.mark.parametrize("field, value", [("width", 32.0), ("height", "32"), ("t_stop", 10.5), ("groups", None),
+                                          ("seed", 1.0), ("body_bytes", True), ("log2_candidates", 12.0)])
+def test_header_fields_must_be_integers(field, value):
+    with pytest.raises(FormatError, match=f"header field {field} must be an integer"):
+        Header(**{"model_hash": HASH, "width": 32, "height": 32, field: value})
+    assert Header(HASH, np.int64(32), np.uint16(32)).to_bytes() == Header(HASH, 32, 32).to_bytes()
+    with pytest.raises(FormatError, match="model_hash must be 4 bytes"):
+        Header("abcd", 1, 1)

@@ -484,7 +484,7 @@ def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path
     codes down to t = 10 (records near small t give the high-PSNR prefixes). So a lossy file
     is a byte prefix of the lossless one only when both are made with the same --t-stop. A
     --psnr above what any lossy image of that size has is full rate. When no lossy prefix meets
-    --bpp, --psnr or --upto-t and the lossless record does (within 10 % for --bpp), the full-rate
+    --bpp, --psnr or --upto-t and the lossless record does (within 15 % for --bpp), the full-rate
     file is encoded too and the smaller kept, so such a target never gives a larger file than
     --lossless (at the cost of a second encode). A --bpp budget stops coding in the first record
     that cannot fit; when even the first record exceeds it, that file is written with a warning.
@@ -563,8 +563,10 @@ def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path
         else:
             reached = "lossless for the 8-bit image coded, not for the input's samples (see the note)"
         if "full_rate_retry" in st:
-            click.echo(f"note: {name}: no lossy prefix met the target, so the full-rate file was encoded too; "
-                       f"the smaller lossless file is written (t_stop {st['config']['t_stop']})", err=True)
+            kept = "the full-rate one" if st["full_rate_retry"]["kept"] == "full_rate" else \
+                f"the one coded down to t = {st['config']['t_stop']}"
+            click.echo(f"note: {name}: no lossy prefix met the target; the full-rate file (as --lossless writes it) "
+                       f"was encoded too, and the smaller file within the target is written ({kept})", err=True)
         if not st["target"]["met"]:
             click.echo(f"warning: {name}: --bpp {bpp:g} is not met: the smallest file this encoder writes (header "
                        f"and first record) is {st['bpp']:.3f} bpp", err=True)

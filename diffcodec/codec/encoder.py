@@ -73,11 +73,12 @@ FULL_RATE_T_STOP = 20
 
 
 # A lossy stop whose target only the lossless record meets (no lossy prefix reaches it) would
-# give a file coded down to LOSSY_T_STOP, about 2.5 % larger than the full-rate file.  The
+# give a file coded down to LOSSY_T_STOP, a few per cent larger than the full-rate file.  The
 # encoder then also encodes the full-rate file and keeps the smaller; for a --bpp budget it does
-# so when its own full file fits, or overshoots by at most this fraction (the t_stop 10 and 20
-# files of one image differ by a few per cent).
-FULL_RATE_RETRY_MARGIN = 0.10
+# so when its own full file fits, or overshoots by at most this fraction (its full file ÷ the
+# full-rate file, first 8 CIFAR-10 test images, 40 groups, 2^8 candidates, 3-bit calls:
+# 1.027 … 1.097).
+FULL_RATE_RETRY_MARGIN = 0.15
 
 
 def resolve_t_stop(config: CodecConfig, stop: Stop, pixels: int | None = None) -> int:
@@ -254,9 +255,9 @@ def _target(stop: Stop, stats: dict) -> dict:
     last = stats["records"][-1] if stats["records"] else {"t": None, "psnr_mean": None}
     if stop.bpp is not None:
         return {"rule": "bpp", "value": stop.bpp, "met": stats["bpp"] <= stop.bpp, "reached": stats["bpp"]}
-    if stop.psnr is not None:
-        reached = math.inf if last["t"] == 0 else last["psnr_mean"]
-        return {"rule": "psnr", "value": stop.psnr, "met": reached >= stop.psnr, "reached": reached}
+    if stop.psnr is not None:  # the lossless record meets any PSNR (reached: None, as its psnr_mean)
+        met = last["t"] == 0 or (last["psnr_mean"] is not None and last["psnr_mean"] >= stop.psnr)
+        return {"rule": "psnr", "value": stop.psnr, "met": met, "reached": last["psnr_mean"]}
     if stop.upto_t:
         return {"rule": "upto_t", "value": stop.upto_t, "met": last["t"] is not None and last["t"] <= stop.upto_t,
                 "reached": last["t"]}

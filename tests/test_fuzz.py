@@ -243,8 +243,9 @@ if __name__ == "__main__":
     import torch
 
     torch.set_num_threads(1)
-    counts, kinds_seen, problems = fuzz(load_model("default"), int(sys.argv[1]) if len(sys.argv) > 1 else 150,
+    counts, kinds_seen, problems = fuzz(load_model("default"), int(sys.argv[1]) if len(sys.argv) > 1 else 80,
                                         int(sys.argv[2]) if len(sys.argv) > 2 else SEED)
-    print(f"{sum(counts.values())} mutations: {dict(kinds_seen)}\noutcomes: {dict(counts)}\nunexpected: {len(problems)}")
+    print(f"{sum(counts.values())} mutations: {dict(kinds_seen)}\noutcomes: {dict(counts)}")
+    print(f"unexpected: {len(problems)}")
     for p in problems:
         print(p)

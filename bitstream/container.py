@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import binascii
 import enum
+import numbers
 from dataclasses import dataclass, replace
 
 MAGIC = b"DDC"
@@ -125,6 +126,13 @@ class Header:
 
     def validate(self) -> None:
         check_version(self.version)
+        if not isinstance(self.model_hash, bytes):
+            raise FormatError("model_hash must be 4 bytes")
+        for name in ("width", "height", "schedule_id", "t_stop", "groups", "tile", "log2_candidates",
+                     "chunk_quarter_bits", "seed", "body_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise FormatError(f"header field {name} must be an integer, not {value!r}")
         if self.variance is VarianceChoice.OPTIMAL and self.version < 3:
             raise FormatError(f"optimal reverse variances need format version 3, not {self.version}")
         if not (1 <= self.width <= MAX_SIDE and 1 <= self.height <= MAX_SIDE):
@@ -231,33 +239,40 @@ class Unpacked:
 
 def unpack(data: bytes) -> Unpacked:
     """Parse a file or a prefix of one: complete records are returned, a record cut by the end
-    of the data is dropped and reported as truncation, a corrupt one raises ``FormatError``."""
+    of the data is dropped and reported as truncation, a corrupt one raises ``FormatError``.
+
+    Records are read within the end the header declares, so a changed byte names the record it
+    hit, also when the data is longer than declared (an inserted byte) or shorter (a deleted
+    one, where that can be told from a cut: FORMAT.md §4.1)."""
     data = bytes(data)
     header, pos = Header.from_bytes(data)
     header_bytes = pos
     end = header_bytes + header.body_bytes
-    if len(data) > end:
-        raise FormatError(f"{len(data) - end} unexpected bytes after the last record")
     truncated = len(data) < end
+    available = min(len(data), end)
+    body = memoryview(data)[:available]  # no copy: varints are read within the declared end
     records, sizes = [], []
-    while pos < len(data):
+    while pos < available:
         index = len(records)
         start = pos
         try:
-            length, pos = read_varint(data, pos, f"the length of record {index}")
+            length, pos = read_varint(body, pos, f"the length of record {index}")
         except EOFError:
             if truncated:
                 break
             raise FormatError(f"record {index} is corrupt (its length runs past the end of the file)") from None
         if pos + length + 2 > end:
             raise FormatError(f"record {index} is corrupt (its length runs past the end of the file)")
-        if pos + length + 2 > len(data):
-            break
         payload = data[pos:pos + length]
-        crc = int.from_bytes(data[pos + length:pos + length + 2], "little")
-        if crc != crc16(write_varint(index) + data[start:pos] + payload):
+        crc = crc16(write_varint(index) + data[start:pos] + payload).to_bytes(2, "little")
+        stored = data[pos + length:min(pos + length + 2, available)]
+        if stored != crc[:len(stored)] and len(payload) == length:
             raise FormatError(f"record {index} is corrupt (checksum mismatch at byte {start})")
+        if len(stored) < 2:  # cut by the end of the data (what is left of its CRC matches)
+            break
         records.append(payload)
         pos += length + 2
         sizes.append(pos - start)
+    if len(data) > end:
+        raise FormatError(f"{len(data) - end} unexpected bytes after the last record")
     return Unpacked(header, records, truncated, header_bytes, sizes)

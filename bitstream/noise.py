@@ -48,6 +48,10 @@ LANE_NORMAL = 0
 LANE_ARRIVAL = 1
 LANE_PERMUTATION = 2
 
+# Philox blocks turned into normals at once when a request is large (x_T, a one-chunk step): the
+# working arrays then take a few MiB whatever the image size, and only the result grows with it.
+PIECE_BLOCKS = 1 << 16
+
 _MASK64 = (1 << 64) - 1
 _TWO_PI = 2.0 * np.pi
 _INV_2_53 = 2.0**-53
@@ -118,8 +122,21 @@ class SharedNoise:
     def normals(self, stream, start: int, count: int, d: int) -> np.ndarray:
         if d < 1 or count < 0 or start < 0:
             raise ValueError("need d >= 1, count >= 0, start >= 0")
-        z = _box_muller(self.uniforms(stream, start, count, d))
-        return z[:, :d]
+        b = self.blocks_per_row(d)
+        if int(count) * b <= PIECE_BLOCKS:
+            z = _box_muller(self.uniforms(stream, start, count, d))
+            return z[:, :d]
+        # the same words in pieces of whole blocks (Box-Muller pairs never straddle a block)
+        key = stream_key(stream)
+        out = np.empty((int(count), d))
+        for row in range(int(count)):
+            first = (int(start) + row) * b
+            for j in range(0, b, PIECE_BLOCKS):
+                blocks = min(PIECE_BLOCKS, b - j)
+                z = _box_muller(raw_to_uniform(_philox_raw(self.seed, key, LANE_NORMAL, first + j, 4 * blocks)))
+                lo, hi = 4 * j, min(d, 4 * (j + blocks))
+                out[row, lo:hi] = z[:hi - lo]
+        return out
 
     def normal(self, stream, n: int, d: int) -> np.ndarray:
         return self.normals(stream, n, 1, d)[0]

@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image
 
 from .checkpoint import Model, load_model
-from .codec import (DEFAULT_STOP, CodecConfig, CodecError, Stop, compress as _compress, decompress as _decompress,
-                    read_header)
+from .codec import (DEFAULT_MAX_PIXELS, DEFAULT_STOP, CodecConfig, CodecError, Stop, compress as _compress,
+                    decompress as _decompress, read_header)
 from .images import CodecImage, from_pil, load_image
 from .model_choice import AUTO, resolve_model_name, shipped_model_for_hash, size_warning
 from .reconstruct import Reconstruction
@@ -51,11 +51,13 @@ def _model_for_file(data: bytes, model) -> Model:
 
 
 def compress(image, model=AUTO, *, upto_t: int | None = None, bpp: float | None = None,
-             psnr: float | None = None, lossless: bool = False, config: CodecConfig = CodecConfig()) -> bytes:
+             psnr: float | None = None, lossless: bool = False, config: CodecConfig = CodecConfig(),
+             max_pixels: int | None = DEFAULT_MAX_PIXELS) -> bytes:
     """``image`` (path, PIL image or uint8 array) → ``.ddc`` bytes. At most one of ``upto_t``,
     ``bpp``, ``psnr``, ``lossless``; none: the default operating point (35 dB). ``model``: a
     :class:`Model`, a shipped name, a checkpoint folder, or ``"auto"`` (``cifar10`` up to 64×64,
-    ``photo`` above; the command line's rule)."""
+    ``photo`` above; the command line's rule). Images of more than ``max_pixels`` pixels are
+    refused (None: no limit)."""
     given = sum(v is not None for v in (upto_t, bpp, psnr)) + bool(lossless)
     if given > 1:
         raise ValueError("choose at most one of upto_t, bpp, psnr, lossless")
@@ -67,13 +69,15 @@ def compress(image, model=AUTO, *, upto_t: int | None = None, bpp: float | None 
     warning = size_warning(loaded.weights_sha256, img.width, img.height)
     if warning:
         warnings.warn(warning, stacklevel=2)
-    return _compress(img, loaded, config, stop).data
+    return _compress(img, loaded, config, stop, max_pixels=max_pixels).data
 
 
 def decompress(data: bytes, model=None, *, upto_t: int | None = None,
-               reconstruct: str | Reconstruction = Reconstruction.MEAN, steps: int = 50) -> Image.Image:
+               reconstruct: str | Reconstruction = Reconstruction.MEAN, steps: int = 50,
+               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
     """``.ddc`` bytes (complete or a prefix) → PIL image. ``model`` None: the shipped model
-    whose hash the file carries."""
+    whose hash the file carries. Files of images of more than ``max_pixels`` pixels are refused
+    from their header (None: no limit)."""
     data = bytes(data)
-    return _decompress(data, _model_for_file(data, model), upto_t, Reconstruction(reconstruct),
-                       steps=steps).image.to_pil()
+    return _decompress(data, _model_for_file(data, model), upto_t, Reconstruction(reconstruct), steps=steps,
+                       max_pixels=max_pixels).image.to_pil()

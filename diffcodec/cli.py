@@ -158,11 +158,29 @@ ENCODE_MODEL_OPTION = click.option(
          f"larger ones (per image). " + "; ".join(f"{n}: {use}" for n, use in MODEL_USES.items())
          + ". Or a checkpoint folder.")
 DEVICE_OPTION = click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+CODEC_DEVICE_OPTION = click.option(
+    "--device", default="cpu", show_default=True,
+    help="Where the network and the candidate scoring run: cpu, cuda, cuda:N or auto. Files are the same "
+         "format and decode on any device.")
+
+
+def _codec_device(name: str):
+    from .train import pick_device
+
+    return pick_device(name)
 
 
 # The values of ``diffusion.ReverseVariance``, written out so that building the command line
 # does not import torch (a test keeps the two equal).
 VARIANCES = ("fixedlarge", "fixedsmall")
+# ``codec.DEFAULT_MAX_PIXELS``, written out for the same reason (a test keeps the two equal).
+MAX_PIXELS = 512 * 512
+
+
+def max_pixels_option(action: str):
+    return click.option("--max-pixels", default=MAX_PIXELS, show_default=True, type=click.IntRange(min=0),
+                        help=f"Refuse to {action} an image of more pixels than this, before any work (0: no limit; "
+                             f"the default, 512×512, needs up to 3 GB of memory).")
 
 
 @main.command(epilog="""
@@ -395,7 +413,7 @@ def convert(source, out_dir, name, force):
 
 # ---- the codec -------------------------------------------------------------------------------
 
-def _load_for_file(model_name, header):
+def _load_for_file(model_name, header, device="cpu"):
     """The model a file names by hash: --model if given (checked), else a shipped one that matches."""
     from .checkpoint import load_model
     from .codec import CodecError, check_model
@@ -403,7 +421,7 @@ def _load_for_file(model_name, header):
 
     name = model_name if model_name is not None else shipped_model_for_hash(header.model_hash)
     if name is not None:
-        model = load_model(name)
+        model = load_model(name, device)
         check_model(header, model)
         return model
     raise CodecError(f"no shipped model has hash {header.model_hash.hex()}…; pass --model with the file's model")
@@ -475,16 +493,30 @@ def _encode_jobs(images: tuple[str, ...], out: str, force: bool) -> list[tuple[s
     return jobs
 
 
-def _encode_steps(model, config, stop) -> int:
+def _encode_steps(model, config, stop, pixels: int) -> int:
     """The encoder's progress total (coded steps and the lossless record), known before the
     first step ends; the number of steps does not depend on where records end."""
     from bitstream.container import RecordLayout
     from .codec import resolve_t_stop
     from .plan import make_plan
 
-    plan = make_plan(model.schedule_config.num_timesteps, resolve_t_stop(config, stop), config.groups,
+    plan = make_plan(model.schedule_config.num_timesteps, resolve_t_stop(config, stop, pixels), config.groups,
                      config.layout if config.layout is not None else RecordLayout.COARSE)
     return plan.num_steps + 1
+
+
+def _say_estimate(name, model, image, config, stop) -> None:
+    """A note on standard error before an encode estimated at over a minute, with a faster setting."""
+    from .codec.cost import LONG_ENCODE_SECONDS, estimate_encode, faster_setting
+
+    estimate = estimate_encode(model, image.width, image.height, config, stop)
+    if estimate.seconds <= LONG_ENCODE_SECONDS:
+        return
+    faster = faster_setting(model, image.width, image.height, config, stop)
+    hint = f"; --candidates {faster[0]}: {faster[1].describe()}" if faster else ""
+    click.echo(f"note: {name}: encoding {image.width}×{image.height} with 2^{config.log2_candidates} candidates "
+               f"takes {estimate.describe()} on 2 idle CPU cores ({estimate.steps} coded steps){hint}; "
+               f"time grows with the pixels", err=True)
 
 
 @main.command(epilog="""
@@ -518,16 +550,19 @@ Examples:
                    "[default: 20 with --lossless or --upto-t 0, else 10]")
 @click.option("--groups", default=40, show_default=True, type=click.IntRange(1, 255),
               help="Coded steps from T down to t-stop (log-spaced; encoder time grows with it).")
-@click.option("--candidates", "log2_candidates", default=12, show_default=True, type=click.IntRange(1, 20),
-              help="log2 of the candidates per channel-simulation call (encoder time grows as 2^this).")
-@click.option("--chunk-bits", default=5.0, show_default=True, type=click.FloatRange(0.25, 63.75),
-              help="KL budget per call in bits (a multiple of 1/4).")
+@click.option("--candidates", "log2_candidates", default=None, type=click.IntRange(1, 20),
+              help="log2 of the candidates per channel-simulation call (encoder time grows as 2^this). "
+                   "[default: 12 on a CPU, 16 on a GPU]")
+@click.option("--chunk-bits", default=None, type=click.FloatRange(0.25, 63.75),
+              help="KL budget per call in bits (a multiple of 1/4). [default: 5 on a CPU, 8 on a GPU]")
 @click.option("--records", type=click.Choice(["auto", "coarse", "every-step"]), default="auto", show_default=True,
               help="Where records (decodable prefixes) end; auto: coarse below 256×256 pixels.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**64 - 1), help="Shared-randomness seed.")
+@max_pixels_option("encode")
+@CODEC_DEVICE_OPTION
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path, t_stop, groups, log2_candidates,
-           chunk_bits, records, seed, force):
+           chunk_bits, records, seed, max_pixels, device, force):
     """Compress IMAGES (PNG, JPEG, …; any size) into .ddc files.
 
     One IMAGE goes to the file -o names, or to standard output with '-o -'; IMAGE '-' reads
@@ -543,13 +578,24 @@ def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path
 
     A full-rate file channel-codes down to t = 20 and sends the rest losslessly; an early stop
     codes down to t = 10 (records near small t give the high-PSNR prefixes). So a lossy file
-    is a byte prefix of the lossless one only when both are made with the same --t-stop.
+    is a byte prefix of the lossless one only when both are made with the same --t-stop. A
+    --psnr above what any lossy image of that size has is full rate. When no lossy prefix meets
+    --bpp, --psnr or --upto-t and the lossless record does (within 15 % for --bpp), the full-rate
+    file is encoded too and the smaller kept, so such a target never gives a larger file than
+    --lossless (at the cost of a second encode). A --bpp budget stops coding in the first record
+    that cannot fit; when even the first record exceeds it, that file is written with a warning.
+
+    \b
+    Time on 2 idle CPU cores (the shipped model, default settings, full rate):
+      32×32 about 10 s, 64×64 40 s, 128×128 3 min, 256×256 11 min, 512×512 50 min;
+      --candidates 8 is 4-7× faster (e.g. 128×128 in 30 s) at a slightly higher rate.
+    Encodes estimated at over a minute print their estimate first.
     """
     from tqdm import tqdm
 
     from bitstream.container import RecordLayout
     from .checkpoint import load_model
-    from .codec import DEFAULT_STOP, CodecConfig, Stop, compress
+    from .codec import DEFAULT_STOP, CodecConfig, Stop, check_pixels, compress
     from .files import STDIO, check_writable, describe_source, describe_target, read_input, write_json, write_output
     from .images import load_image, read_image
     from .model_choice import resolve_model_name, size_warning
@@ -558,8 +604,9 @@ def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path
     chosen += ["--lossless"] if lossless else []
     if len(chosen) > 1:
         raise DiffcodecError(f"choose one of {', '.join(chosen)}")
-    if abs(round(chunk_bits * 4) - chunk_bits * 4) > 1e-9:
+    if chunk_bits is not None and abs(round(chunk_bits * 4) - chunk_bits * 4) > 1e-9:
         raise DiffcodecError("--chunk-bits must be a multiple of 0.25")
+    device = _codec_device(device)
     jobs = _encode_jobs(images, out_path, force)
     if stats_path and len(jobs) > 1:
         raise DiffcodecError("--stats takes a single image")
@@ -567,8 +614,15 @@ def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path
         check_writable(Path(stats_path), force)
     stdin = read_input(STDIO) if jobs[0][0] == STDIO else None
 
+    limit = max_pixels or None
+
     def load(source: str):
-        return read_image(stdin, "standard input") if source == STDIO else load_image(Path(source))
+        loaded = read_image(stdin, "standard input") if source == STDIO else load_image(Path(source))
+        try:  # the size alone, before a model is picked and loaded
+            check_pixels(loaded.image.width, loaded.image.height, limit, "encoding")
+        except DiffcodecError as e:
+            raise DiffcodecError(f"{describe_source(source)}: {e}") from None
+        return loaded
 
     first = load(jobs[0][0])
     sizes = [(first.image.width, first.image.height)]
@@ -577,7 +631,12 @@ def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path
         sizes.append((other.width, other.height))
     say = functools.partial(click.echo, err=out_path == STDIO)  # standard output carries the file then
     chosen_models = [resolve_model_name(model_name, w, h) for w, h in sizes]  # auto picks per image
-    models = {name: load_model(name) for name in dict.fromkeys(chosen_models)}  # before any work too
+    models = {name: load_model(name, device) for name in dict.fromkeys(chosen_models)}  # before any work too
+    for (source, _), (w, h), chosen in zip(jobs, sizes, chosen_models):  # the size as the network pads it
+        try:
+            check_pixels(w, h, limit, "encoding", models[chosen].unet_config.downsampling_factor)
+        except DiffcodecError as e:
+            raise DiffcodecError(f"{describe_source(source)}: {e}") from None
     stop = Stop(upto_t=upto_t, bpp=bpp, psnr=psnr) if chosen and not lossless else (Stop() if lossless else DEFAULT_STOP)
     layout = {"auto": None, "coarse": RecordLayout.COARSE, "every-step": RecordLayout.EVERY_STEP}[records]
     config = CodecConfig(t_stop=t_stop, groups=groups, log2_candidates=log2_candidates, chunk_bits=chunk_bits,
@@ -594,12 +653,14 @@ def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path
         warning = size_warning(model.weights_sha256, img.width, img.height)
         if warning:
             click.echo(f"warning: {name}: {warning}", err=True)
+        _say_estimate(name, model, img, config, stop)
         desc = "encode" if len(jobs) == 1 else f"encode {i + 1}/{len(jobs)}"
-        with tqdm(desc=desc, total=_encode_steps(model, config, stop), unit="step", dynamic_ncols=True) as bar:
+        total = _encode_steps(model, config, stop, img.width * img.height)
+        with tqdm(desc=desc, total=total, unit="step", dynamic_ncols=True) as bar:
             def progress(done, total):
                 bar.total = total
                 bar.update(done - bar.n)
-            result = compress(img, model, config, stop, progress)
+            result = compress(img, model, config, stop, progress, max_pixels=limit)
             bar.update(bar.total - bar.n)  # a lossy stop ends early: the work is done all the same
         write_output(target, result.data)
         st = result.stats
@@ -610,8 +671,16 @@ def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path
             reached = "lossless"
         else:
             reached = "lossless for the 8-bit image coded, not for the input's samples (see the note)"
+        if "full_rate_retry" in st:
+            kept = "the full-rate one" if st["full_rate_retry"]["kept"] == "full_rate" else \
+                f"the one coded down to t = {st['config']['t_stop']}"
+            click.echo(f"note: {name}: no lossy prefix met the target; the full-rate file (as --lossless writes it) "
+                       f"was encoded too, and the smaller file within the target is written ({kept})", err=True)
+        if not st["target"]["met"]:
+            click.echo(f"warning: {name}: --bpp {bpp:g} is not met: the smallest file this encoder writes (header "
+                       f"and first record) is {st['bpp']:.3f} bpp", err=True)
         say(f"wrote {describe_target(target)}: {st['file_bytes']} bytes, {st['bpp']:.3f} bpp "
-            f"({img.width}×{img.height}, {len(st['records'])} records), {reached}")
+            f"({img.width}×{img.height}, {st['record_count']} records), {reached}")
         if stats_path:
             st["image"] = name
             st["model"] = model.name
@@ -643,8 +712,10 @@ Examples:
               help="Model name or folder (default: the shipped model the file names).")
 @click.option("--accept-mismatch", is_flag=True,
               help="Write the image even if the lossless record does not reproduce the encoder's pixels.")
+@max_pixels_option("decode")
+@CODEC_DEVICE_OPTION
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
-def decode(file, out_path, upto_t, how, steps, frames_dir, model_name, accept_mismatch, force):
+def decode(file, out_path, upto_t, how, steps, frames_dir, model_name, accept_mismatch, max_pixels, device, force):
     """Decode a .ddc FILE (or any prefix of it) to a PNG.
 
     FILE '-' reads standard input; '-o -' writes the PNG to standard output (messages go to
@@ -652,7 +723,7 @@ def decode(file, out_path, upto_t, how, steps, frames_dir, model_name, accept_mi
     """
     from tqdm import tqdm
 
-    from .codec import decompress
+    from .codec import check_pixels, decompress
     from .files import STDIO, check_output, describe_target, write_output
     from .reconstruct import Reconstruction
 
@@ -664,11 +735,18 @@ def decode(file, out_path, upto_t, how, steps, frames_dir, model_name, accept_mi
         if frames.is_dir() and any(frames.iterdir()) and not force:
             raise DiffcodecError(f"{frames} is not empty; pass --force to write into it")
     name, data, header, _ = _read_ddc(file)
-    model = _load_for_file(model_name, header)
+    model = _load_for_file(model_name, header, _codec_device(device))
+    try:  # from the header, before any work
+        check_pixels(header.width, header.height, max_pixels or None, "decoding", model.unet_config.downsampling_factor)
+    except DiffcodecError as e:
+        raise DiffcodecError(f"{name}: {e}") from None
     say = functools.partial(click.echo, err=out_path == STDIO)
     with tqdm(desc="decode", unit="step", dynamic_ncols=True) as bar:
+        def progress(done, total):
+            bar.total = total
+            bar.update(done - bar.n)
         out = decompress(data, model, upto_t, Reconstruction(how), steps=steps, frames=bool(frames_dir),
-                         progress=lambda: bar.update(1))
+                         progress=progress, max_pixels=max_pixels or None)
     if out.truncated and out.records_used == out.records_available:
         click.echo(f"warning: {name} is truncated; decoded its {out.records_used} complete records "
                    f"(t = {out.t})", err=True)

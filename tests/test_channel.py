@@ -15,6 +15,7 @@ from bitstream.channel import (
     reconstruct,
     simulate,
 )
+from bitstream import noise as noise_module
 from bitstream.noise import (
     LANE_NORMAL,
     SharedNoise,
@@ -67,6 +68,36 @@ def test_row_alone_equals_block_row(d, stream):
         assert np.array_equal(nz.normal(stream, n, d), block[n])
     # blocks starting elsewhere agree too
     assert np.array_equal(nz.normals(stream, 100, 50, d), block[100:150])
+
+
+@pytest.mark.parametrize("d", [1, 5, 12, 13, 31])
+def test_normals_in_pieces_equal_one_piece(d, monkeypatch):
+    """Large requests are generated a few blocks at a time: the same numbers, bit for bit."""
+    nz = SharedNoise(7)
+    whole = nz.normals((4, 2), 3, 5, d)
+    expect = noise_module._box_muller(nz.uniforms((4, 2), 3, 5, d))[:, :d]
+    assert np.array_equal(whole, expect)
+    monkeypatch.setattr(noise_module, "PIECE_BLOCKS", 2)
+    assert np.array_equal(nz.normals((4, 2), 3, 5, d), whole)
+    assert np.array_equal(nz.normal((4, 2), 6, d), whole[3])
+
+
+def test_large_normal_vectors_take_little_more_memory_than_the_result(monkeypatch):
+    import tracemalloc
+
+    def peak_bytes(d: int) -> tuple[int, int]:
+        tracemalloc.start()
+        try:
+            z = SharedNoise(1).normal((0, 0), 0, d)
+            return tracemalloc.get_traced_memory()[1], z.nbytes
+        finally:
+            tracemalloc.stop()
+
+    d = 4_000_003  # x_T of a 1155×1155 image
+    peak, result = peak_bytes(d)
+    assert peak < 1.5 * result  # pieces of noise.PIECE_BLOCKS blocks: a few MiB beside the result
+    monkeypatch.setattr(noise_module, "PIECE_BLOCKS", d)  # in one piece, the working arrays are larger
+    assert peak_bytes(d)[0] > 3 * result
 
 
 def test_uniforms_open_interval_and_bits():

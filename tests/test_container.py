@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from bitstream.container import (
@@ -622,3 +623,80 @@ def test_records_are_bound_to_their_index():
     # a record copied from position 0 to position 1 is refused too
     with pytest.raises(FormatError, match="record 1 is corrupt"):
         unpack(framed(h, pack_record(0, a) + pack_record(0, a)))
+
+
+def test_an_inserted_byte_names_the_record_it_hit():
+    # The data is longer than the header declares: the records are checked first, so a byte
+    # inserted anywhere in a record is reported as that record's corruption, and only bytes
+    # after intact records as "unexpected bytes".
+    h = full_header()
+    data = pack(h, RECORDS)
+    starts = record_starts(h, RECORDS)
+    for k in range(starts[0], len(data)):
+        i = max(j for j in range(len(RECORDS)) if starts[j] <= k)
+        for value in (0x00, 0x5A, 0xFF):
+            bad = data[:k] + bytes([value]) + data[k:]
+            with pytest.raises(FormatError, match=f"record {i} is corrupt|the length of record {i} "):
+                unpack(bad)
+    with pytest.raises(FormatError, match="1 unexpected bytes after the last record"):
+        unpack(data + b"\x5a")
+
+
+def test_a_deleted_byte_is_corruption_not_truncation():
+    h = full_header()
+    data = pack(h, RECORDS)
+    starts = record_starts(h, RECORDS)
+    last = len(RECORDS) - 1
+    for k in range(starts[0], len(data)):
+        i = max(j for j in range(len(RECORDS)) if starts[j] <= k)
+        bad = data[:k] + data[k + 1:]
+        if bad == data[:-1]:  # the same bytes as a cut before the last byte: a truncation
+            assert k >= len(data) - 2
+            assert unpack(bad).truncated and unpack(bad).records == RECORDS[:-1]
+            continue
+        # in the last record too: its payload is complete, and the CRC byte left does not match
+        with pytest.raises(FormatError, match=f"record {i} is corrupt|the length of record {i} "):
+            unpack(bad)
+    # a cut inside the last record's CRC, or earlier, is still a truncation
+    for cut in (1, 2, 3, len(write_varint(len(RECORDS[last]))) + 2 + 2):
+        u = unpack(data[:-cut])
+        assert u.truncated and u.records == RECORDS[:-1]
+
+
+def test_a_record_cut_inside_its_crc_is_checked_as_far_as_it_goes():
+    h = Header(HASH, 1, 1)
+    data = pack(h, [b"ok", b"abc"])
+    crc = data[-2:]
+    assert unpack(data[:-1]).records == [b"ok"]  # the first CRC byte matches: a cut
+    wrong = data[:-2] + bytes([crc[0] ^ 1])
+    with pytest.raises(FormatError, match=r"record 1 is corrupt \(checksum mismatch"):
+        unpack(wrong)
+    assert unpack(data[:-2]).records == [b"ok"]  # no CRC byte left: nothing to check
+
+
+# FORMAT.md §3: the values each one-byte header field may take.
+DOCUMENTED = {"version": range(1, 4), "flags0": range(0, 3), "flags1": range(0, 4), "schedule_id": range(0, 256),
+              "t_stop": range(1, 100), "groups": range(1, 256), "log2_candidates": range(1, 21),
+              "quarter": range(1, 256)}
+
+
+@pytest.mark.parametrize("field", sorted(DOCUMENTED))
+def test_every_value_of_every_one_byte_field_is_read_iff_documented(field):
+    for value in range(256):
+        data = raw_header(**{field: value})
+        if value in DOCUMENTED[field]:
+            header, _ = Header.from_bytes(data)
+            assert header.to_bytes() == data
+        else:
+            with pytest.raises(FormatError):
+                Header.from_bytes(data)
+
+
+@pytest.mark.parametrize("field, value", [("width", 32.0), ("height", "32"), ("t_stop", 10.5), ("groups", None),
+                                          ("seed", 1.0), ("body_bytes", True), ("log2_candidates", 12.0)])
+def test_header_fields_must_be_integers(field, value):
+    with pytest.raises(FormatError, match=f"header field {field} must be an integer"):
+        Header(**{"model_hash": HASH, "width": 32, "height": 32, field: value})
+    assert Header(HASH, np.int64(32), np.uint16(32)).to_bytes() == Header(HASH, 32, 32).to_bytes()
+    with pytest.raises(FormatError, match="model_hash must be 4 bytes"):
+        Header("abcd", 1, 1)

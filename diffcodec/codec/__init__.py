@@ -23,6 +23,7 @@ checks the result.
 """
 
 from .chain import SCHEDULES, CodecError, model_hash
+from .cost import EncodeEstimate, estimate_encode
 from .decoder import Decoded, check_model, decompress, describe, read_header
 from .encoder import (
     CPU_CALLS,
@@ -37,7 +38,9 @@ from .encoder import (
     compress,
     resolve_t_stop,
 )
+from .limits import DEFAULT_MAX_PIXELS, ImageTooLarge, check_pixels
 
-__all__ = ["CPU_CALLS", "GPU_CALLS", "SCHEDULES", "CodecConfig", "call_size", "CodecError", "DEFAULT_STOP", "Decoded", "Encoded", "FULL_RATE_T_STOP",
-           "LOSSY_T_STOP", "Stop", "check_model", "compress", "decompress", "describe", "model_hash", "read_header",
-           "resolve_t_stop"]
+__all__ = ["CPU_CALLS", "DEFAULT_MAX_PIXELS", "GPU_CALLS", "SCHEDULES", "CodecConfig", "CodecError", "DEFAULT_STOP",
+           "Decoded", "EncodeEstimate", "Encoded", "FULL_RATE_T_STOP", "ImageTooLarge", "LOSSY_T_STOP", "Stop",
+           "call_size", "check_model", "check_pixels", "compress", "decompress", "describe", "estimate_encode",
+           "model_hash", "read_header", "resolve_t_stop"]

@@ -28,6 +28,7 @@ from .chain import (
     prediction_values,
     to_uint8,
 )
+from .limits import DEFAULT_MAX_PIXELS, check_pixels
 from .records import RecordReader
 
 @dataclass
@@ -61,8 +62,14 @@ def check_model(header: Header, model: Model) -> None:
 @torch.no_grad()
 def decompress(data: bytes, model: Model, upto_t: int | None = None,
                how: Reconstruction = Reconstruction.MEAN, *, steps: int = 50, frames: bool = False,
-               progress=None) -> Decoded:
-    """Decode the longest complete prefix (or up to the first record at t <= ``upto_t``)."""
+               progress=None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Decoded:
+    """Decode the longest complete prefix (or up to the first record at t <= ``upto_t``).
+
+    ``progress(done, total)`` is called after each decoded step and after the lossless record
+    (``total``: all of those this call decodes). An image of more than ``max_pixels`` pixels
+    (None: no limit) is refused from its header, before any work (``limits``)."""
+    header = read_header(data)
+    check_pixels(header.width, header.height, max_pixels, "decoding", model.unet_config.downsampling_factor)
     try:
         unpacked = unpack(data)
     except FormatError as e:
@@ -93,6 +100,8 @@ def decompress(data: bytes, model: Model, upto_t: int | None = None,
         alpha = alpha.reshape(h, w)
     if len(records) > len(channel_records) + 1:
         raise CodecError(f"the file has {len(records) + offset} records, more than its plan allows")
+    total = _steps_to_decode(plan, len(records), upto_t)
+    done = 0
     x = chain.x_T()
     t_now = plan.boundaries[0]
     eps = chain.eps(x, t_now)
@@ -114,8 +123,9 @@ def decompress(data: bytes, model: Model, upto_t: int | None = None,
             x = chain.step_from_indices(x, eps, step, t, level, indices)
             eps = chain.eps(x, s)
             t_now = s
+            done += 1
             if progress:
-                progress()
+                progress(done, total)
         used = r + 1
         if frames:
             out_frames.append((t_now, show(x, t_now, eps)))
@@ -148,12 +158,25 @@ def decompress(data: bytes, model: Model, upto_t: int | None = None,
         rgb = np.ascontiguousarray(np.repeat(planes, 3, axis=2) if c == 1 else planes)
         image = _image(rgb, header.mode, alpha)
         exact = crc16(rgb.tobytes()) == check
+        if progress:
+            progress(total, total)
         if frames:
             out_frames.append((0, image))
         return Decoded(image, 0, len(records) + offset, unpacked.truncated, exact, out_frames,
                        records_available=len(unpacked.records))
     return Decoded(show(x, t_now, eps), t_now, used + offset, unpacked.truncated, None, out_frames, x,
                    len(unpacked.records))
+
+
+def _steps_to_decode(plan, records: int, upto_t: int | None) -> int:
+    """Coded steps in the first ``records`` records (alpha excluded) that a decode up to
+    ``upto_t`` replays, plus one for the lossless record when it is decoded."""
+    total = 0
+    for r, steps in enumerate(plan.record_steps()[:records]):
+        total += len(steps)
+        if upto_t is not None and upto_t > 0 and plan.t_after_record(r) <= upto_t:
+            return total
+    return total + (records > len(plan.record_ends))
 
 
 def _image(rgb: np.ndarray, mode: ImageMode, alpha) -> CodecImage:

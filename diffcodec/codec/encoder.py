@@ -29,6 +29,7 @@ from .chain import (
     to_model,
     to_uint8,
 )
+from .limits import DEFAULT_MAX_PIXELS, check_pixels
 from .records import RecordWriter
 
 @dataclass(frozen=True)
@@ -71,11 +72,37 @@ LOSSY_T_STOP = 10
 FULL_RATE_T_STOP = 20
 
 
-def resolve_t_stop(config: CodecConfig, stop: Stop) -> int:
-    """``config.t_stop``, or the default for this kind of stop when it is None."""
+# A lossy stop whose target only the lossless record meets (no lossy prefix reaches it) would
+# give a file coded down to LOSSY_T_STOP, a few per cent larger than the full-rate file.  The
+# encoder then also encodes the full-rate file and keeps the smaller; for a --bpp budget it does
+# so when its own full file fits, or overshoots by at most this fraction (its full file ÷ the
+# full-rate file, first 8 CIFAR-10 test images, 40 groups, 2^8 candidates, 3-bit calls:
+# 1.027 … 1.097).
+FULL_RATE_RETRY_MARGIN = 0.15
+
+
+def resolve_t_stop(config: CodecConfig, stop: Stop, pixels: int | None = None) -> int:
+    """``config.t_stop``, or the default for this kind of stop when it is None.  With the image's
+    ``pixels``, a PSNR target no lossy prefix can reach counts as full rate (:func:`reachable`)."""
     if config.t_stop is not None:
         return config.t_stop
+    if pixels is not None:
+        stop = reachable(stop, pixels)
     return FULL_RATE_T_STOP if stop.full_rate else LOSSY_T_STOP
+
+
+def max_finite_psnr(pixels: int) -> float:
+    """The highest PSNR an 8-bit RGB image of ``pixels`` pixels has without being equal: one
+    sample off by one, MSE = 1/(3·pixels)."""
+    return 10 * math.log10(255.0**2 * 3 * pixels)
+
+
+def reachable(stop: Stop, pixels: int) -> Stop:
+    """``stop``, or full rate when it asks for a PSNR above :func:`max_finite_psnr` (only the
+    lossless image has it)."""
+    if stop.psnr is not None and stop.psnr > max_finite_psnr(pixels):
+        return Stop()
+    return stop
 
 
 def _standardised(x_t: torch.Tensor, x0: torch.Tensor, abar: float) -> dict:
@@ -103,7 +130,8 @@ class Encoded:
 # per call).  Each call costs about log2(B + 1) + 1 bits over its KL, so bigger calls waste less,
 # but the sample follows q only while 2**k is well above 2**B, and the work grows as 2**k.
 CPU_CALLS = (12, 5.0)  # the CPU's compiled loop: ~8 s a CIFAR-10 image at full rate on 2 cores
-GPU_CALLS = (16, 10.0)  # a GPU scores 2**16 candidates of a call at once (benchmarks.channel_overhead)
+GPU_CALLS = (16, 8.0)  # a GPU scores 2**16 candidates of a call at once; calls of 10 or 12 bits with
+# 2**16 candidates pull the sample 0.2σ and 0.44σ towards the prior, 8 bits by 0.02σ (benchmarks.channel_overhead)
 
 
 def call_size(config: CodecConfig, model: Model) -> tuple[int, float]:
@@ -135,12 +163,18 @@ def _header(model: Model, image: CodecImage, config: CodecConfig, t_stop: int) -
 
 @torch.no_grad()
 def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(), stop: Stop = DEFAULT_STOP,
-             progress=None) -> Encoded:
+             progress=None, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Encoded:
     """Encode ``image``; ``progress(done, total)`` is called after each coded step.
 
     The channel steps run the network in float32, whatever the stop, so an early stop gives the
     same records as a full-rate encode; the lossless record is predicted from the records replayed
-    with the network in float64 (the reference chain, ``chain`` module docstring)."""
+    with the network in float64 (the reference chain, ``chain`` module docstring).  A --bpp
+    budget stops coding within the first record that cannot fit.  A target that only the
+    lossless record meets gives no larger a file than full rate (``FULL_RATE_RETRY_MARGIN``).
+    ``stats["target"]`` says whether the stop's target was met.  An image of more than
+    ``max_pixels`` pixels (None: no limit) is refused before any work (``limits``)."""
+    check_pixels(image.width, image.height, max_pixels, "encoding", model.unet_config.downsampling_factor)
+    stop = reachable(stop, image.width * image.height)
     header = _header(model, image, config, resolve_t_stop(config, stop))
     plan = make_plan(model.schedule_config.num_timesteps, header.t_stop, header.groups, header.layout)
     h, w = image.height, image.width
@@ -158,6 +192,7 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
     total_steps = plan.num_steps + 1
     done = 0
     stop_here = False
+    budget = None if stop.bpp is None else stop.bpp * h * w / 8  # bytes
     for r, steps in enumerate(plan.record_steps()):
         enc = RecordWriter()
         for step, t, s in steps:
@@ -181,6 +216,11 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
             done += 1
             if progress:
                 progress(done, total_steps)
+            if budget is not None and r > 0 and sizes[-1] + enc.bytes_at_least() + 3 > budget:
+                stop_here = True  # this record cannot fit (3: its shortest framing): not finished
+                break
+        if stop_here:
+            break
         records.append(enc.finish())
         sizes.append(len(pack(header, records)))
         t_now = plan.t_after_record(r)
@@ -210,11 +250,24 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
             records.pop()
             record_out.pop()
     data = pack(header, records)
+    retry = (not stop_here and config.t_stop is None and not stop.full_rate
+             and (budget is None or sizes[-1] <= budget * (1 + FULL_RATE_RETRY_MARGIN)))  # sizes[-1]: all records
     stats = {"header_bytes": unpack(data).header_bytes, "file_bytes": len(data), "pixels": h * w, "dims": 3 * h * w,
              "bpp": len(data) * 8 / (h * w), "steps": steps_out, "records": record_out, "lossless": lossless,
              "config": {"t_stop": header.t_stop, "groups": header.groups, "log2_candidates": header.log2_candidates,
                         "chunk_bits": header.chunk_bits, "variance": header.variance.name.lower(),
                         "layout": header.layout.name.lower(), "seed": header.seed}}
+    stats["record_count"] = len(records)
+    if retry:  # only the lossless record met the target: the full-rate file may be smaller
+        def more(d, t):
+            if progress:
+                progress(done + d, done + t)
+        full = compress(image, model, config, Stop(), more, max_pixels=None)
+        if len(full.data) < len(data) and (budget is None or len(full.data) <= budget):
+            data, stats = full.data, full.stats
+        stats["full_rate_retry"] = {"lossy_t_stop_bytes": sizes[-1], "full_rate_bytes": len(full.data),
+                                    "kept": "full_rate" if data is full.data else "lossy_t_stop"}
+    stats["target"] = _target(stop, stats)
     return Encoded(data, stats)
 
 
@@ -229,6 +282,21 @@ def candidate_scorer(model: Model):
     from bitstream.torch_scoring import TorchScorer
 
     return TorchScorer(str(device))
+
+
+def _target(stop: Stop, stats: dict) -> dict:
+    """Which target the stop set and whether the file meets it (only a --bpp budget can be
+    missed: the smallest file, header and first channel record, may exceed it)."""
+    last = stats["records"][-1] if stats["records"] else {"t": None, "psnr_mean": None}
+    if stop.bpp is not None:
+        return {"rule": "bpp", "value": stop.bpp, "met": stats["bpp"] <= stop.bpp, "reached": stats["bpp"]}
+    if stop.psnr is not None:  # the lossless record meets any PSNR (reached: None, as its psnr_mean)
+        met = last["t"] == 0 or (last["psnr_mean"] is not None and last["psnr_mean"] >= stop.psnr)
+        return {"rule": "psnr", "value": stop.psnr, "met": met, "reached": last["psnr_mean"]}
+    if stop.upto_t:
+        return {"rule": "upto_t", "value": stop.upto_t, "met": last["t"] is not None and last["t"] <= stop.upto_t,
+                "reached": last["t"]}
+    return {"rule": "full_rate", "value": None, "met": last["t"] == 0, "reached": last["t"]}
 
 
 def replay(chain: Chain, coded_steps: list) -> tuple[torch.Tensor, torch.Tensor]:

@@ -30,6 +30,11 @@ class RecordWriter:
     def finish(self) -> bytes:
         return self._enc.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
 
+    def bytes_at_least(self) -> int:
+        """A lower bound of ``len(finish())`` now and after any further symbols: the words
+        written so far, less two for the sealing word and zero bytes the finish strips."""
+        return 4 * max(0, self._enc.num_words() - 2)
+
 
 class RecordReader:
     def __init__(self, payload: bytes, record: int):

@@ -1,0 +1,101 @@
+"""How long an encode will take, known before it starts: a cost model of the CPU encoder.
+
+Per coded step the encoder runs the network once (float32) over the padded image and simulates
+the channel: every chunk scores 2^k candidates on each of its dimensions, so a step scores
+2^k · 3·H'·W' candidate values whatever its chunk count, plus a cost per call that grows with
+2^k. A full-rate file then replays the steps with the network in float64 for the lossless
+record (``chain``). The network's time grows with the pixels, and faster at large sizes (its
+attention compares every pair of positions at a quarter of the resolution):
+
+    seconds ≈ steps · (net32(P) + s·2^k·3P) + calls · c·2^k + [steps · net64(P)],
+    net(P) = a·P + b·P²,  calls ≈ steps + KL/B,  KL ≈ RATE_BITS_PER_DIM · 3P
+
+The constants (``CPU_2_CORES``) are for 2 idle cores of an AMD EPYC: ``python -m
+benchmarks.encode_cost --threads 1`` measured one core (network passes and scoring, minimum of
+3; on a busy machine one thread gives steadier figures), halved for two. Full-rate encodes of
+32×32 (2^12 candidates), 64×64 (2^8) and 96×96 (2^10) crops on one thread took 25.8, 12.3 and
+58.3 s against 20.5, 12.3 and 59.6 s estimated (twice the 2-core figure); a CIFAR-10 image on
+two idle cores took 7.9 s (``benchmarks/results/speed``: t_stop 10, no float64 replay),
+estimated 9.5 s. On a machine shared with other work two threads can be many times slower.
+A lossy stop's step count is not known in advance: its estimate is the longest it can take
+(all channel steps), marked as such.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from bitstream.container import RecordLayout
+
+from ..checkpoint import Model
+from ..plan import make_plan
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Seconds per unit of work on one machine."""
+
+    net32_per_pixel: float
+    net32_per_pixel2: float
+    net64_per_pixel: float
+    net64_per_pixel2: float
+    per_candidate_dim: float  # channel-simulation scoring
+    per_candidate_call: float  # a call's own cost, per candidate (arrival times, launch)
+
+
+CPU_2_CORES = CostModel(net32_per_pixel=5e-6, net32_per_pixel2=2.4e-11, net64_per_pixel=18e-6,
+                        net64_per_pixel2=8.4e-11, per_candidate_dim=18e-9, per_candidate_call=0.12e-6)
+
+# KL of all channel steps, bits per dimension, for counting the calls (the shipped model: about
+# 0.65 down to t = 20 on CIFAR-10; photos cost less).
+RATE_BITS_PER_DIM = 0.8
+
+LONG_ENCODE_SECONDS = 60.0  # the command line suggests a faster setting above this
+
+
+@dataclass(frozen=True)
+class EncodeEstimate:
+    seconds: float
+    steps: int  # coded steps (the most a lossy stop codes)
+    lossless: bool  # the lossless record (float64 replay) is counted
+    at_most: bool  # a lossy stop: it may end earlier
+
+    def describe(self) -> str:
+        return f"{'up to ' if self.at_most else ''}about {format_seconds(self.seconds)}"
+
+
+def format_seconds(s: float) -> str:
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 90 * 60:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def estimate_encode(model: Model, width: int, height: int, config, stop, cost: CostModel = CPU_2_CORES
+                    ) -> EncodeEstimate:
+    """Seconds ``compress`` takes for a ``width``×``height`` image with ``config`` and ``stop``
+    (``CodecConfig``, ``Stop``) on the machine ``cost`` describes."""
+    from .encoder import reachable, resolve_t_stop
+
+    f = model.unet_config.downsampling_factor
+    pixels = (height + (-height % f)) * (width + (-width % f))
+    stop = reachable(stop, width * height)
+    t_stop = resolve_t_stop(config, stop)
+    steps = make_plan(model.schedule_config.num_timesteps, t_stop, config.groups, RecordLayout.COARSE).num_steps
+    candidates = 2**config.log2_candidates
+    calls = steps + RATE_BITS_PER_DIM * 3 * pixels / config.chunk_bits
+    seconds = (steps * (cost.net32_per_pixel * pixels + cost.net32_per_pixel2 * pixels**2
+                        + cost.per_candidate_dim * candidates * 3 * pixels)
+               + calls * cost.per_candidate_call * candidates)
+    if stop.full_rate:
+        seconds += steps * (cost.net64_per_pixel * pixels + cost.net64_per_pixel2 * pixels**2)
+    return EncodeEstimate(seconds, steps, stop.full_rate, not stop.full_rate)
+
+
+def faster_setting(model: Model, width: int, height: int, config, stop, cost: CostModel = CPU_2_CORES):
+    """(a smaller ``log2_candidates``, its estimate) when that is faster, else None."""
+    if config.log2_candidates <= 8:
+        return None
+    cheaper = replace(config, log2_candidates=8)
+    return 8, estimate_encode(model, width, height, cheaper, stop, cost)

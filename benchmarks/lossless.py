@@ -41,8 +41,6 @@ from . import datasets, report
 from .pillow_codecs import LosslessCodec, roundtrip
 from .practice import encode_missing
 
-DEFAULT_DDC_DIR = report.RESULTS / "cifar10" / "ddc"
-DEFAULT_BOUND = report.RESULTS / "cifar10" / "nll_default.json"
 DDC_NAME = re.compile(r"cifar10-test-(\d{4})\.ddc$")
 REFERENCE_CIFAR = {LosslessCodec.PNG: 5.87, LosslessCodec.WEBP: 4.71, LosslessCodec.JXL: 4.08}  # 1,017 images
 PAPER_BOUND = 3.75  # the DDPM paper's CIFAR-10 test bound
@@ -156,6 +154,9 @@ def read_bound(path: Path, indices: list[int] | None) -> dict[str, dict]:
     doc = json.loads(Path(path).read_text())
     out = {}
     for variance, b in doc.get("by_variance", {}).items():
+        if "per_image_rate_bits_per_dim" not in b:  # a bound added to a stored one holds means only
+            out[variance] = {"all": float(b["total_bits_per_dim"]), "images": doc.get("images")}
+            continue
         per_image = np.add(b["per_image_rate_bits_per_dim"], b["per_image_distortion_bits_per_dim"])
         entry = {"all": float(b["total_bits_per_dim"]), "images": len(per_image)}
         if indices and max(indices) < len(per_image):
@@ -217,7 +218,7 @@ def plot(rows: list[Row], bound: dict, path: Path) -> Path:
     return report.save_figure(fig, path)
 
 
-def markdown_body(rows: list[Row], bound: dict, ddc_settings: list, ddc_source: str, n_all: int) -> str:
+def markdown_body(rows: list[Row], bound: dict, ddc_settings: list, ddc_source: str, n_all: int, tag: str = "") -> str:
     cifar_all = {r.codec: r for r in rows if r.dataset == "cifar10" and r.image_set == "all"}
     cifar_sub = {r.codec: r for r in rows if r.dataset == "cifar10" and r.image_set == "diffcodec"}
     n_sub = len(next(iter(cifar_sub.values())).indices) if cifar_sub else 0
@@ -265,7 +266,7 @@ def markdown_body(rows: list[Row], bound: dict, ddc_settings: list, ddc_source: 
                                 "encode ms/img", "decode ms/img"],
                                [[r.label, r.settings, _f(r.mean(r.bits_per_dim)), f"{sum(r.exact)}/{len(r.exact)}",
                                  _f(_ms(r.mean(r.encode_s)), 1), _f(_ms(r.mean(r.decode_s)), 1)] for r in kodak]), ""]
-    lines += ["![lossless](lossless.png)", ""]
+    lines += [f"![lossless](lossless{tag}.png)", ""]
     return "\n".join(lines)
 
 
@@ -286,10 +287,12 @@ def _ranges(indices: list[int]) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--ddc-dir", type=Path, default=DEFAULT_DDC_DIR)
+    ap.add_argument("--ddc-dir", type=Path, default=None, help="the model's full-rate files (default: "
+                    "results/cifar10/ddc[-<model>], as rd_curve writes them)")
     ap.add_argument("--limit", type=int, default=None, help="classic codecs on the first N images (default all)")
     ap.add_argument("--kodak", action="store_true", help="also the classic codecs on Kodak")
-    ap.add_argument("--bound", type=Path, default=DEFAULT_BOUND)
+    ap.add_argument("--bound", type=Path, default=None, help="the model's bound (default: results/cifar10/"
+                    "nll_<model>.json, else nll_<model>_first100.json)")
     ap.add_argument("--model", default="default")
     ap.add_argument("--quick", action="store_true", help="encode 2 images fast, classic on 3: a smoke test")
     args = ap.parse_args(argv)
@@ -299,6 +302,12 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     from diffcodec.checkpoint import load_model
 
+    tag = report.model_tag(args.model)
+    if args.ddc_dir is None:
+        args.ddc_dir = report.RESULTS / "cifar10" / f"ddc{tag}"
+    if args.bound is None:
+        whole = report.RESULTS / "cifar10" / f"nll_{args.model}.json"
+        args.bound = whole if whole.is_file() else report.RESULTS / "cifar10" / f"nll_{args.model}_first100.json"
     load_avg = os.getloadavg()
     progress = not args.quick
     images = datasets.load("cifar10")
@@ -344,15 +353,15 @@ def main(argv=None) -> int:
     prov = report.Provenance(data=data, model=model_text, device=device)
     written = [
         report.write_compressai(
-            out / "lossless.json", "lossless",
+            out / f"lossless{tag}.json", "lossless",
             "Lossless coding of CIFAR-10 test images: diffcodec at full rate vs PNG, WebP lossless, JPEG XL "
             "lossless; bits/dim from real file bytes, headers included; one entry per (codec, image set).",
             results_lists(rows), prov, reference_figures={c.value: v for c, v in REFERENCE_CIFAR.items()},
             bound=bound, diffcodec_settings=ddc_settings,
             diffcodec_indices=sub_idx),
-        plot(rows, bound, out / "lossless.png")]
-    written.append(report.write_markdown(out / "lossless.md", "Lossless CIFAR-10" + (" (quick smoke test)" if args.quick else ""),
-                                         markdown_body(rows, bound, ddc_settings, ddc_source, n_all), prov))
+        plot(rows, bound, out / f"lossless{tag}.png")]
+    written.append(report.write_markdown(out / f"lossless{tag}.md", "Lossless CIFAR-10" + (" (quick smoke test)" if args.quick else ""),
+                                         markdown_body(rows, bound, ddc_settings, ddc_source, n_all, tag), prov))
     for r in rows:
         print(f"{r.label:24s} {r.dataset:8s} {r.image_set:10s} n={len(r.indices):5d} "
               f"{r.mean(r.bits_per_dim):.3f} bits/dim, exact {sum(r.exact)}/{len(r.exact)}")

@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     if args.quick:
         args.limit, args.candidates, args.chunk_bits, args.flow_steps = 2, 8, 3.0, 10
     out = report.results_dir(args.dataset, args.quick)
-    suffix = f"-c{args.crop}" if args.crop else ""
+    suffix = report.model_tag(args.model) + (f"-c{args.crop}" if args.crop else "")
     folder = args.ddc_dir or out / f"ddc{suffix}"
     images = datasets.load(args.dataset, args.limit, args.crop)
     whole = len(images) == len(datasets.load(args.dataset, None, args.crop))

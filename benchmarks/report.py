@@ -23,6 +23,12 @@ COMPRESSAI_KEYS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_
 _PACKAGES = ("torch", "numpy", "numba", "constriction", "pillow", "pillow-jxl-plugin", "matplotlib")
 
 
+def model_tag(model_name: str) -> str:
+    """The part of a report's file names that names its model: nothing for ``default`` (whose
+    reports came first), ``-<name>`` for any other."""
+    return "" if model_name == "default" else f"-{model_name}"
+
+
 def results_dir(dataset: str, quick: bool = False) -> Path:
     """``benchmarks/results/<dataset>/`` (``…/quick/<dataset>/`` for ``--quick`` runs, which
     are smoke tests and never overwrite the full reports). The environment variable

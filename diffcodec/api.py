@@ -36,28 +36,30 @@ def _image(image) -> CodecImage:
     return from_pil(Image.fromarray(array))
 
 
-def _model(model) -> Model:
-    return model if isinstance(model, Model) else load_model(model)
+def _model(model, device: str = "cpu") -> Model:
+    """A Model as given (its network stays where it is), or loaded by name or path onto ``device``."""
+    return model if isinstance(model, Model) else load_model(model, device)
 
 
-def _model_for_file(data: bytes, model) -> Model:
+def _model_for_file(data: bytes, model, device: str = "cpu") -> Model:
     if model is not None:
-        return _model(model)
+        return _model(model, device)
     wanted = read_header(data).model_hash
     name = shipped_model_for_hash(wanted)
     if name is None:
         raise CodecError(f"no shipped model has hash {wanted.hex()}…; pass the file's model")
-    return load_model(name)
+    return load_model(name, device)
 
 
 def compress(image, model=AUTO, *, upto_t: int | None = None, bpp: float | None = None,
              psnr: float | None = None, lossless: bool = False, config: CodecConfig = CodecConfig(),
-             max_pixels: int | None = DEFAULT_MAX_PIXELS) -> bytes:
+             max_pixels: int | None = DEFAULT_MAX_PIXELS, device: str = "cpu") -> bytes:
     """``image`` (path, PIL image or uint8 array) → ``.ddc`` bytes. At most one of ``upto_t``,
     ``bpp``, ``psnr``, ``lossless``; none: the default operating point (35 dB). ``model``: a
     :class:`Model`, a shipped name, a checkpoint folder, or ``"auto"`` (``cifar10`` up to 64×64,
     ``photo`` above; the command line's rule). Images of more than ``max_pixels`` pixels are
-    refused (None: no limit)."""
+    refused (None: no limit). A model given by name loads onto ``device`` ("cuda": the network
+    and the candidate scoring run there); a :class:`Model` keeps its own device."""
     given = sum(v is not None for v in (upto_t, bpp, psnr)) + bool(lossless)
     if given > 1:
         raise ValueError("choose at most one of upto_t, bpp, psnr, lossless")
@@ -65,7 +67,7 @@ def compress(image, model=AUTO, *, upto_t: int | None = None, bpp: float | None 
     img = _image(image)
     if isinstance(model, str):
         model = resolve_model_name(model, img.width, img.height)
-    loaded = _model(model)
+    loaded = _model(model, device)
     warning = size_warning(loaded.weights_sha256, img.width, img.height)
     if warning:
         warnings.warn(warning, stacklevel=2)
@@ -74,10 +76,11 @@ def compress(image, model=AUTO, *, upto_t: int | None = None, bpp: float | None 
 
 def decompress(data: bytes, model=None, *, upto_t: int | None = None,
                reconstruct: str | Reconstruction = Reconstruction.MEAN, steps: int = 50,
-               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+               max_pixels: int | None = DEFAULT_MAX_PIXELS, device: str = "cpu") -> Image.Image:
     """``.ddc`` bytes (complete or a prefix) → PIL image. ``model`` None: the shipped model
     whose hash the file carries. Files of images of more than ``max_pixels`` pixels are refused
-    from their header (None: no limit)."""
+    from their header (None: no limit). ``device`` as for :func:`compress`; a file decodes on any.
+    """
     data = bytes(data)
-    return _decompress(data, _model_for_file(data, model), upto_t, Reconstruction(reconstruct), steps=steps,
+    return _decompress(data, _model_for_file(data, model, device), upto_t, Reconstruction(reconstruct), steps=steps,
                        max_pixels=max_pixels).image.to_pil()

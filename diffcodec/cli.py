@@ -40,6 +40,25 @@ def _is_input_error(e: Exception) -> bool:
     return isinstance(e, FormatError)
 
 
+def training_data_options(command):
+    """Where training images come from (``diffcodec.data.DataConfig``), for train and variances."""
+    options = [
+        click.option("--cifar", multiple=True, type=click.Path(),
+                     help="Folder with CIFAR-10 python batches (train split). Repeatable."),
+        click.option("--folder", multiple=True, type=click.Path(),
+                     help="Folder of images to take random crops from. Repeatable."),
+        click.option("--crop-size", default=32, show_default=True, type=click.IntRange(min=1), help="Image size."),
+        click.option("--min-scale", default=1.0, show_default=True, type=click.FloatRange(0, 1, min_open=True),
+                     help="Crops are downscaled by a random factor in [min-scale, 1]."),
+        click.option("--folder-weight", default=0.5, show_default=True,
+                     type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                     help="Share of folder crops when CIFAR is also given."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 class _Group(click.Group):
     """Turns input errors of any command into one line on stderr and exit status 1."""
 
@@ -73,13 +92,7 @@ Examples:
                    "[default: ddpm-cifar10, or the --init-from model's]")
 @click.option("--init-from", "init_from", default=None,
               help="Start from this model's weights (a shipped name or a checkpoint folder); the EMA starts there too.")
-@click.option("--cifar", multiple=True, type=click.Path(), help="Folder with CIFAR-10 python batches (train split). Repeatable.")
-@click.option("--folder", multiple=True, type=click.Path(), help="Folder of images to take random crops from. Repeatable.")
-@click.option("--crop-size", default=32, show_default=True, type=click.IntRange(min=1), help="Training image size.")
-@click.option("--min-scale", default=1.0, show_default=True, type=click.FloatRange(0, 1, min_open=True),
-              help="Crops are downscaled by a random factor in [min-scale, 1].")
-@click.option("--folder-weight", default=0.5, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              help="Share of folder crops when CIFAR is also given.")
+@training_data_options
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(), help="Checkpoint folder.")
 @click.option("--steps", default=800_000, show_default=True, type=click.IntRange(min=1), help="Total optimisation steps.")
 @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(min=1))
@@ -281,13 +294,7 @@ Examples:
   diffcodec variances --model runs/tiny --cifar DATA --images 256 -o table.json
 """)
 @MODEL_OPTION
-@click.option("--cifar", multiple=True, type=click.Path(), help="Folder with CIFAR-10 python batches (train split).")
-@click.option("--folder", multiple=True, type=click.Path(), help="Folder of images to take random crops from.")
-@click.option("--crop-size", default=32, show_default=True, type=click.IntRange(min=1), help="Image size.")
-@click.option("--min-scale", default=1.0, show_default=True, type=click.FloatRange(0, 1, min_open=True),
-              help="Crops are downscaled by a random factor in [min-scale, 1].")
-@click.option("--folder-weight", default=0.5, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              help="Share of folder crops when CIFAR is also given.")
+@training_data_options
 @click.option("--images", default=128, show_default=True, type=click.IntRange(min=2),
               help="Training images drawn (the Monte Carlo sample of every timestep).")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))

@@ -60,11 +60,12 @@ def test_split_quick(results):
     folder = results / "quick" / "cifar10"
     doc = json.loads((folder / "split.json").read_text())
     r = doc["results"]
-    assert r["variance"] == ["fixedlarge", "fixedsmall"]
+    assert r["variance"] == ["fixedlarge", "fixedsmall", "optimal"]  # the default model has an error table
     for rate, dist, total, bpp in zip(r["rate_bits_per_dim"], r["distortion_bits_per_dim"],
                                       r["total_bits_per_dim"], r["bpp"]):
         assert rate > 0 and dist > 0 and total == pytest.approx(rate + dist) and bpp == pytest.approx(3 * total)
     assert r["distortion_bits_per_dim"][0] == r["distortion_bits_per_dim"][1]  # L_0 does not depend on σ_t², t ≥ 2
+    assert r["rate_bits_per_dim"][2] < min(r["rate_bits_per_dim"][:2])  # the optimal variances' rate is the least
     assert doc["paper"]["total_bits_per_dim"] == 3.75
     check_report(folder / "split.md", "python -m benchmarks.split --quick")
     assert (folder / "split.png").stat().st_size > 1000

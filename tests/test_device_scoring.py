@@ -183,3 +183,23 @@ def test_scorer_rejects_bad_input(device):
         scorer.best_index(1, (1, 2**32), a, b, 0.0, 4)
     with pytest.raises(ValueError, match="seed"):
         scorer.best_index(2**64, 0, a, b, 0.0, 4)
+
+
+def test_the_encoder_writes_the_same_file_whichever_scorer_runs(monkeypatch):
+    """One encoder for every device: scoring the candidates with the torch scorer (what a GPU
+    runs, here on the CPU) writes the same bytes as the CPU's compiled loop."""
+    import diffcodec.codec.encoder as encoder
+    from bitstream.container import ImageMode
+    from diffcodec.checkpoint import load_model
+    from diffcodec.codec import CodecConfig, Stop, compress, decompress
+    from diffcodec.images import CodecImage
+
+    model = load_model("default")
+    rgb = np.random.default_rng(5).integers(0, 256, (8, 12, 3), dtype=np.uint8)
+    image = CodecImage(rgb, ImageMode.RGB)
+    config = CodecConfig(groups=6, log2_candidates=7, chunk_bits=3.0)
+    compiled = compress(image, model, config, Stop()).data
+    monkeypatch.setattr(encoder, "candidate_scorer", lambda m: TorchScorer("cpu"))
+    torch_made = compress(image, model, config, Stop()).data
+    assert torch_made == compiled
+    assert np.array_equal(decompress(torch_made, model).image.rgb, rgb)

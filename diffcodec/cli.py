@@ -514,15 +514,22 @@ def _encode_steps(model, config, stop, pixels: int) -> int:
 
 def _say_estimate(name, model, image, config, stop) -> None:
     """A note on standard error before an encode estimated at over a minute, with a faster setting."""
+    import torch
+
+    from .codec import call_size
     from .codec.cost import LONG_ENCODE_SECONDS, estimate_encode, faster_setting
 
+    if next(model.net.parameters()).device.type != "cpu":
+        return  # the estimate is of 2 CPU cores
     estimate = estimate_encode(model, image.width, image.height, config, stop)
     if estimate.seconds <= LONG_ENCODE_SECONDS:
         return
     faster = faster_setting(model, image.width, image.height, config, stop)
     hint = f"; --candidates {faster[0]}: {faster[1].describe()}" if faster else ""
-    click.echo(f"note: {name}: encoding {image.width}×{image.height} with 2^{config.log2_candidates} candidates "
-               f"takes {estimate.describe()} on 2 idle CPU cores ({estimate.steps} coded steps){hint}; "
+    if torch.cuda.is_available():
+        hint += "; --device cuda runs it on this machine's GPU"
+    click.echo(f"note: {name}: encoding {image.width}×{image.height} with 2^{call_size(config, model)[0]} "
+               f"candidates takes {estimate.describe()} on 2 idle CPU cores ({estimate.steps} coded steps){hint}; "
                f"time grows with the pixels", err=True)
 
 

@@ -76,15 +76,16 @@ def estimate_encode(model: Model, width: int, height: int, config, stop, cost: C
                     ) -> EncodeEstimate:
     """Seconds ``compress`` takes for a ``width``×``height`` image with ``config`` and ``stop``
     (``CodecConfig``, ``Stop``) on the machine ``cost`` describes."""
-    from .encoder import reachable, resolve_t_stop
+    from .encoder import call_size, reachable, resolve_t_stop
 
+    log2_candidates, chunk_bits = call_size(config, model)
     f = model.unet_config.downsampling_factor
     pixels = (height + (-height % f)) * (width + (-width % f))
     stop = reachable(stop, width * height)
     t_stop = resolve_t_stop(config, stop)
     steps = make_plan(model.schedule_config.num_timesteps, t_stop, config.groups, RecordLayout.COARSE).num_steps
-    candidates = 2**config.log2_candidates
-    calls = steps + RATE_BITS_PER_DIM * 3 * pixels / config.chunk_bits
+    candidates = 2**log2_candidates
+    calls = steps + RATE_BITS_PER_DIM * 3 * pixels / chunk_bits
     seconds = (steps * (cost.net32_per_pixel * pixels + cost.net32_per_pixel2 * pixels**2
                         + cost.per_candidate_dim * candidates * 3 * pixels)
                + calls * cost.per_candidate_call * candidates)
@@ -95,7 +96,9 @@ def estimate_encode(model: Model, width: int, height: int, config, stop, cost: C
 
 def faster_setting(model: Model, width: int, height: int, config, stop, cost: CostModel = CPU_2_CORES):
     """(a smaller ``log2_candidates``, its estimate) when that is faster, else None."""
-    if config.log2_candidates <= 8:
+    from .encoder import call_size
+
+    if call_size(config, model)[0] <= 8:
         return None
     cheaper = replace(config, log2_candidates=8)
     return 8, estimate_encode(model, width, height, cheaper, stop, cost)

@@ -14,6 +14,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -35,6 +36,19 @@ def diffcodec_results(points: list[dict], encode_s: float | None) -> dict:
     return {"bpp": [p["bpp"] for p in points], "psnr-rgb": [p["psnr"] for p in points],
             "ms-ssim-rgb": [p["ms_ssim"] for p in points], "encoding_time": [encode_s] * len(points),
             "decoding_time": [p["decode_s"] for p in points], "t": [p["t"] for p in points]}
+
+
+def stored_default_curves(out: Path, suffix: str, data: str) -> dict:
+    """``default``'s diffcodec curves from its own compare report on the same images (``data``
+    names them), to show beside another model's; empty where that report is missing or other."""
+    curves = {}
+    for how in RECONSTRUCTIONS:
+        path = out / f"compare{suffix}-diffcodec-{how}.json"
+        if path.exists():
+            doc = json.loads(path.read_text())
+            if doc.get("description", "").endswith(f"of {data}"):
+                curves[f"default-{how}"] = doc["results"]
+    return curves
 
 
 def main(argv=None) -> int:
@@ -85,13 +99,19 @@ def main(argv=None) -> int:
         report.write_compressai(out / f"compare{suffix}-{codec.value}.json", codec.spec.label,
                                 f"{codec.spec.label} ({codec.spec.settings}) on {data}", res, prov)
 
-    # BD-rate of diffcodec against each classic codec, PSNR and MS-SSIM
+    beside = {}
+    if model.name != "default":
+        beside = stored_default_curves(out, f"-c{args.crop}" if args.crop else "", data)
+        curves.update(beside)
+
+    # BD-rate of diffcodec (and default beside it) against each classic codec, PSNR and MS-SSIM
     bd_rows = []
-    for how in RECONSTRUCTIONS:
-        ours = curves[f"diffcodec-{how}"]
+    for name in [f"diffcodec-{how}" for how in RECONSTRUCTIONS] + list(beside):
+        ours = curves[name]
+        label = name.replace("-", " ")  # "diffcodec mean" (this model), "default mean" beside it
         for codec in available:
             ref = curves[codec.value]
-            row = [f"diffcodec {how}", codec.spec.label]
+            row = [label, codec.spec.label]
             for key in ("psnr-rgb", "ms-ssim-rgb"):
                 shared = overlap(ref[key], ours[key])
                 value = bd_rate(ref["bpp"], ref[key], ours["bpp"], ours[key]) if shared else None
@@ -100,7 +120,11 @@ def main(argv=None) -> int:
                            f"{shared[1]:.{1 if key == 'psnr-rgb' else 3}f})")
             bd_rows.append(row)
     points = [[name, f"{b:.3f}", f"{p:.2f}", f"{m:.4f}"] for name, c in curves.items()
-              for b, p, m in zip(c["bpp"], c["psnr-rgb"], c["ms-ssim-rgb"]) if name.startswith("diffcodec")]
+              for b, p, m in zip(c["bpp"], c["psnr-rgb"], c["ms-ssim-rgb"])
+              if name.startswith(("diffcodec", "default"))]
+    beside_note = (f"\n`default`'s curves (rows `default …`) are read from its own report on the same images "
+                   f"(`compare{suffix.replace('-' + model.name, '')}.md`, made with the encoder settings given there).\n"
+                   if beside else "")
     body = "\n".join([
         f"Model `{model.name}` on {data}. bpp from real file bytes with headers (diffcodec: the prefix "
         f"of a file ending at a record boundary, 23 header bytes and 3 framing bytes per record "
@@ -111,14 +135,15 @@ def main(argv=None) -> int:
         report.table(["diffcodec", "against", "BD-rate (PSNR)", "BD-rate (MS-SSIM)"], bd_rows),
         "\n## diffcodec operating points\n",
         report.table(["curve", "bpp", "PSNR-RGB", "MS-SSIM-RGB"], points),
-        f"\nEncoder settings of the files: {settings}. Classic codecs: settings as in `classic.md`.\n"])
+        f"\nEncoder settings of the files: {settings}. Classic codecs: settings as in `classic.md`.\n" + beside_note])
     report.write_markdown(out / f"compare{suffix}.md", f"diffcodec against classic codecs: {data}", body, prov)
 
     fig, axes = report.figure(1, 2)
     for name, c in curves.items():
-        style = "o-" if name.startswith("diffcodec") else ".--"
-        axes[0, 0].plot(c["bpp"], c["psnr-rgb"], style, label=name, lw=2 if name.startswith("diffcodec") else 1)
-        axes[0, 1].plot(c["bpp"], c["ms-ssim-rgb"], style, label=name, lw=2 if name.startswith("diffcodec") else 1)
+        ours = name.startswith(("diffcodec", "default"))
+        style = ("o-" if name.startswith("diffcodec") else "s:") if ours else ".--"
+        axes[0, 0].plot(c["bpp"], c["psnr-rgb"], style, label=name, lw=2 if ours else 1)
+        axes[0, 1].plot(c["bpp"], c["ms-ssim-rgb"], style, label=name, lw=2 if ours else 1)
     for ax, key in zip(axes[0], ("PSNR-RGB (dB)", "MS-SSIM-RGB")):
         ax.set_xlabel("bpp (real bytes, headers included)")
         ax.set_ylabel(key)

@@ -10,6 +10,7 @@ For each case, side by side in one process and alternating (medians of ``--repea
 
 Usage:
   python -m benchmarks.precision_cost                 # CIFAR 32×32, Kodak crops 64 and 256
+  python -m benchmarks.precision_cost --cases default-32 cifar10-32 photo-64
   python -m benchmarks.precision_cost --quick         # one small case, one repeat
 """
 
@@ -25,7 +26,8 @@ import torch
 
 from . import datasets, report
 
-CASES = [("default", "cifar10", None), ("cifar10", "cifar10", None), ("photo", "kodak", 64), ("photo", "kodak", 256)]
+CASES = {"default-32": ("default", "cifar10", None), "cifar10-32": ("cifar10", "cifar10", None),
+         "photo-64": ("photo", "kodak", 64), "photo-256": ("photo", "kodak", 256)}
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -91,9 +93,11 @@ def _coded_steps(data: bytes, model, chain) -> list:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES),
+                    help="model-size cases (photo-256 encodes a 256×256 crop losslessly first: minutes)")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args(argv)
-    cases = [("default", "cifar10", None)] if args.quick else CASES
+    cases = [CASES["default-32"]] if args.quick else [CASES[c] for c in args.cases]
     if args.quick:
         args.repeats = 1
     rows = [measure(*c, args.repeats) for c in cases]

@@ -119,3 +119,16 @@ def test_speed_quick(results):
     (train,) = doc["training"]
     assert train["config"] == "tiny" and train["parameters"] == 1_113_955 and train["steps_per_s"] > 0
     check_report(results / "quick" / "speed" / "speed.md", "python -m benchmarks.speed --quick")
+
+
+def test_default_curves_are_shown_beside_only_for_the_same_images(tmp_path):
+    from benchmarks.compare import stored_default_curves
+
+    data = "Kodak PhotoCD, 12 of 24 images from kodak, centre crops 128×128"
+    curve = {"bpp": [0.1, 1.0], "psnr-rgb": [20.0, 30.0]}
+    for how in ("mean", "flow"):
+        (tmp_path / f"compare-c128-diffcodec-{how}.json").write_text(json.dumps(
+            {"description": f"diffcodec, model default, x, prefixes of .ddc files of {data}", "results": curve}))
+    assert stored_default_curves(tmp_path, "-c128", data) == {"default-mean": curve, "default-flow": curve}
+    assert stored_default_curves(tmp_path, "-c128", data.replace("12 of", "4 of")) == {}
+    assert stored_default_curves(tmp_path, "-c64", data) == {}

@@ -158,7 +158,7 @@ def read_bound(path: Path, indices: list[int] | None) -> dict[str, dict]:
             out[variance] = {"all": float(b["total_bits_per_dim"]), "images": doc.get("images")}
             continue
         per_image = np.add(b["per_image_rate_bits_per_dim"], b["per_image_distortion_bits_per_dim"])
-        entry = {"all": float(b["total_bits_per_dim"]), "images": len(per_image)}
+        entry = {"all": float(b["total_bits_per_dim"]), "images": len(per_image), "device": doc.get("device")}
         if indices and max(indices) < len(per_image):
             entry["subset"] = float(per_image[indices].mean())
         out[variance] = entry
@@ -237,7 +237,7 @@ def markdown_body(rows: list[Row], bound: dict, ddc_settings: list, ddc_source: 
             f"{sum(r.exact)}/{len(r.exact)}",
             _f(_ms(r.mean(r.encode_s)), 1), _f(_ms(r.mean(r.decode_s)), 1)])
     for variance, b in bound.items():
-        name = {"fixedlarge": "σ² = β", "fixedsmall": "σ² = β̃"}.get(variance, variance)
+        name = {"fixedlarge": "σ² = β", "fixedsmall": "σ² = β̃", "optimal": "σ² = σ*²"}.get(variance, variance)
         table_rows.append([f"model bound ({variance}, {name})", f"T = 1000 NLL, {b['images']} images",
                            _f(b["all"]) if b["images"] == n_all else f"{_f(b['all'])} ({b['images']} images)",
                            f"{PAPER_BOUND:.2f} (paper's model)", "—", _f(b.get("subset")), "—", "—", "—"])
@@ -256,9 +256,17 @@ def markdown_body(rows: list[Row], bound: dict, ddc_settings: list, ddc_source: 
                       f"{sum(dc.exact)}/{len(dc.exact)}. Header settings: "
                       + ("; ".join(json.dumps(s) for s in ddc_settings) or "—") + ".", ""]
     if bound:
-        lines += ["Model bound: from the NLL evaluation file (per-image rate + distortion); the codec's files "
+        device = next((b["device"] for b in bound.values() if b.get("device")), None)
+        lines += ["Model bound: from the NLL evaluation file (per-image rate + distortion"
+                  + (f"; computed on {device}" if device else "") + "); the codec's files "
                   "use the reverse variance named in their header (posterior = β̃ = fixedsmall, beta = β = "
-                  "fixedlarge) and a respaced chain, so the bound is a reference, not the codec's own ideal.", ""]
+                  "fixedlarge, optimal = the model's σ*², whose bound is stored as a mean over all images only) "
+                  "and a respaced chain, so the bound is a reference, not the codec's own ideal.", ""]
+        dc, beta = cifar_sub.get(DIFFCODEC), bound.get("fixedlarge", {})
+        if dc is not None and beta.get("subset"):
+            files = dc.mean(dc.bits_per_dim)
+            lines += [f"On the diffcodec subset the files take {files:.3f} bits/dim = {files / beta['subset']:.3f} × "
+                      f"the bound of the same images (σ² = β, {beta['subset']:.3f}).", ""]
     kodak = [r for r in rows if r.dataset == "kodak"]
     if kodak:
         lines += ["## Kodak (classic codecs only)", "",

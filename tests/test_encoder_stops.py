@@ -132,6 +132,36 @@ def test_estimate_grows_with_the_work(model):
     assert "up to about" in lossy.describe() and big.describe().startswith("about")
 
 
+def test_a_bigger_network_is_estimated_by_its_floating_point_operations(model):
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from diffcodec.unet import CONFIGS, UNet
+
+    big = load_model("cifar10")
+    assert cost.network_cost_ratio(model.unet_config, 32, 32) == 1.0  # default is the calibrated `tiny`
+
+    def counted(config, device):  # by operation; on the CPU attention runs as one fused kernel, not counted
+        with torch.device(device):
+            net, x, t = UNet(config), torch.zeros(1, 3, 32, 32), torch.zeros(1, dtype=torch.long)
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            net(x, t)
+        return {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
+
+    for config in (big.unet_config, CONFIGS["tiny"]):
+        meta, real = counted(config, "meta"), counted(config, "cpu")
+        assert meta.pop("aten.bmm") > 0 and meta == real  # the meta count is a real pass's, plus attention
+        assert sum(meta.values()) + counted(config, "meta")["aten.bmm"] == cost._flops(config, 32, 32)
+    ratio = cost.network_cost_ratio(big.unet_config, 32, 32)
+    assert ratio == cost._flops(big.unet_config, 32, 32) / cost._flops(CONFIGS["tiny"], 32, 32)
+    assert 4 < ratio < 10  # 8× the parameters; attention and width make the rest
+    c = cost.CPU_2_CORES
+    network = 40 * 1024 * (c.net32_per_pixel + c.net32_per_pixel2 * 1024 + c.net64_per_pixel + c.net64_per_pixel2 * 1024)
+    config = CodecConfig(log2_candidates=12, chunk_bits=5.0)
+    extra = estimate_encode(big, 32, 32, config, Stop()).seconds - estimate_encode(model, 32, 32, config, Stop()).seconds
+    assert extra == pytest.approx((ratio - 1) * network, rel=1e-9)
+
+
 def test_cli_prints_the_estimate_and_a_faster_setting_before_long_encodes(tmp_path, monkeypatch):
     img = tmp_path / "a.png"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(img)

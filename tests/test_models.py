@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
 from safetensors.torch import load_file
@@ -18,7 +19,7 @@ from bitstream.container import unpack
 from diffcodec import api
 from diffcodec.checkpoint import CONFIG_FILE, MODELS_DIR, WEIGHTS_FILE, available_models, load_model, sha256_file
 from diffcodec.cli import main
-from diffcodec.codec import CodecConfig, model_hash
+from diffcodec.codec import CodecConfig, decompress, model_hash
 from diffcodec.model_choice import MODEL_USES, auto_model, resolve_model_name, shipped_model_for_hash, size_warning
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,3 +129,30 @@ def test_an_old_default_file_decodes_without_naming_its_model(tmp_path, one_thre
     expected = load_cifar10(CIFAR, "test")[0].permute(1, 2, 0).numpy()
     with Image.open(io.BytesIO(out.read_bytes())) as im:
         assert np.array_equal(np.asarray(im), expected)
+
+
+GOLDEN = Path(__file__).parent / "golden"
+# (file, model, source image): lossless files written with FAST settings (t_stop 10, 12 groups,
+# 2^6 candidates, 2 bits a call) from images kept in the repository
+NEW_MODEL_GOLDEN = [("cifar0_cifar10_fast.ddc", "cifar10", Path(__file__).parents[1] / "examples" / "cifar10-test-0.png"),
+                    ("kodim23c48_photo_fast.ddc", "photo", GOLDEN / "kodim23_centre48.png")]
+
+
+@pytest.mark.parametrize("name, model_name, source", NEW_MODEL_GOLDEN)
+def test_golden_files_of_the_new_models_decode_bit_for_bit(name, model_name, source, one_thread):
+    """Pinned files of each GPU-trained model: the decoder finds the model by the hash in the
+    header and reproduces the source exactly, also with every layer's output perturbed by 1000
+    machine epsilons of its dtype (what another machine's arithmetic does)."""
+    from test_cross_machine import perturbed
+
+    data = (GOLDEN / name).read_bytes()
+    rgb = np.asarray(Image.open(source).convert("RGB"))
+    assert unpack(data).header.version == 3
+    assert shipped_model_for_hash(unpack(data).header.model_hash) == model_name
+    model = load_model(shipped_model_for_hash(unpack(data).header.model_hash))
+    out = decompress(data, model)
+    assert out.exact and out.t == 0 and np.array_equal(out.image.rgb, rgb)
+    model.in_dtype(torch.float64)  # the reference chain's twin, so that the hooks reach it too
+    with perturbed(model) as calls:
+        again = decompress(data, model)
+    assert calls[0] > 0 and again.exact and np.array_equal(again.image.rgb, rgb)

@@ -30,7 +30,7 @@ from diffcodec.codec import SCHEDULES, decompress
 from diffcodec.errors import DiffcodecError
 from diffcodec.plan import make_plan
 
-GOLDEN = sorted((Path(__file__).parent / "golden").glob("*.ddc"))
+GOLDEN = sorted((Path(__file__).parent / "golden").glob("*_default_*.ddc"))  # versions 1, 2, 3
 SEED = 20260601
 MUTATIONS_PER_FILE = 80
 PIXEL_LIMIT = 48 * 48  # golden files are 32×32; a mutated size above this is refused from the header

@@ -131,11 +131,11 @@ def test_an_old_default_file_decodes_without_naming_its_model(tmp_path, one_thre
         assert np.array_equal(np.asarray(im), expected)
 
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN_DIR = Path(__file__).parent / "golden"
 # (file, model, source image): lossless files written with FAST settings (t_stop 10, 12 groups,
 # 2^6 candidates, 2 bits a call) from images kept in the repository
 NEW_MODEL_GOLDEN = [("cifar0_cifar10_fast.ddc", "cifar10", Path(__file__).parents[1] / "examples" / "cifar10-test-0.png"),
-                    ("kodim23c48_photo_fast.ddc", "photo", GOLDEN / "kodim23_centre48.png")]
+                    ("kodim23c48_photo_fast.ddc", "photo", GOLDEN_DIR / "kodim23_centre48.png")]
 
 
 @pytest.mark.parametrize("name, model_name, source", NEW_MODEL_GOLDEN)
@@ -145,7 +145,7 @@ def test_golden_files_of_the_new_models_decode_bit_for_bit(name, model_name, sou
     machine epsilons of its dtype (what another machine's arithmetic does)."""
     from test_cross_machine import perturbed
 
-    data = (GOLDEN / name).read_bytes()
+    data = (GOLDEN_DIR / name).read_bytes()
     rgb = np.asarray(Image.open(source).convert("RGB"))
     assert unpack(data).header.version == 3
     assert shipped_model_for_hash(unpack(data).header.model_hash) == model_name

@@ -755,12 +755,19 @@ def decode(file, out_path, upto_t, how, steps, frames_dir, model_name, accept_mi
     except DiffcodecError as e:
         raise DiffcodecError(f"{name}: {e}") from None
     say = functools.partial(click.echo, err=out_path == STDIO)
-    with tqdm(desc="decode", unit="step", dynamic_ncols=True) as bar:
-        def progress(done, total):
-            bar.total = total
-            bar.update(done - bar.n)
+    bars = []  # opened at the decoder's first call, which gives the total
+
+    def progress(done, total):
+        if not bars:
+            bars.append(tqdm(desc="decode", total=total, unit="step", dynamic_ncols=True))
+        bars[0].total = total
+        bars[0].update(done - bars[0].n)
+    try:
         out = decompress(data, model, upto_t, Reconstruction(how), steps=steps, frames=bool(frames_dir),
                          progress=progress, max_pixels=max_pixels or None)
+    finally:
+        for bar in bars:
+            bar.close()
     if out.truncated and out.records_used == out.records_available:
         click.echo(f"warning: {name} is truncated; decoded its {out.records_used} complete records "
                    f"(t = {out.t})", err=True)

@@ -182,12 +182,13 @@ def test_decode_progress_has_a_total(model, tmp_path):
     golden = (Path(__file__).parent / "golden" / "cifar0_default_fast.ddc").read_bytes()
     calls = []
     out = decompress(golden, model, upto_t=464, progress=lambda done, total: calls.append((done, total)))
-    assert out.t == 464 and calls == [(1, 2), (2, 2)]  # the first record: 2 coded steps
+    assert out.t == 464 and calls == [(0, 2), (1, 2), (2, 2)]  # the total first; the first record: 2 coded steps
     ddc = tmp_path / "g.ddc"
     ddc.write_bytes(golden)
     result = run("decode", ddc, "-o", tmp_path / "g.png", "--upto-t", 100)
     bars = [s for s in re.split(r"[\r\n]", result.stderr) if s.startswith("decode:")]
     assert result.exit_code == 0 and re.search(r"100%.*\b6/6\b", bars[-1]), bars  # records 0-2: steps 1-6
+    assert re.search(r"\b0/6\b", bars[0]), bars  # the total from the first drawing on
 
 
 @pytest.mark.parametrize("seed", range(4))

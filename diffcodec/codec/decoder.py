@@ -65,7 +65,8 @@ def decompress(data: bytes, model: Model, upto_t: int | None = None,
                progress=None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Decoded:
     """Decode the longest complete prefix (or up to the first record at t <= ``upto_t``).
 
-    ``progress(done, total)`` is called after each decoded step and after the lossless record
+    ``progress(done, total)`` is called once before the first step (done = 0), after each decoded
+    step and after the lossless record
     (``total``: all of those this call decodes). An image of more than ``max_pixels`` pixels
     (None: no limit) is refused from its header, before any work (``limits``)."""
     header = read_header(data)
@@ -102,6 +103,8 @@ def decompress(data: bytes, model: Model, upto_t: int | None = None,
         raise CodecError(f"the file has {len(records) + offset} records, more than its plan allows")
     total = _steps_to_decode(plan, len(records), upto_t)
     done = 0
+    if progress:
+        progress(0, total)  # the total before the first network pass
     x = chain.x_T()
     t_now = plan.boundaries[0]
     eps = chain.eps(x, t_now)

@@ -70,7 +70,8 @@ def main(argv=None) -> int:
         args.limit, args.candidates, args.chunk_bits, args.flow_steps = 2, 8, 3.0, 10
         args.codecs = ["jpeg420", "webp", "avif"]
     out = report.results_dir(args.dataset, args.quick)
-    suffix = report.model_tag(args.model) + (f"-c{args.crop}" if args.crop else "")
+    crop = f"-c{args.crop}" if args.crop else ""
+    suffix = report.model_tag(args.model) + crop
     folder = args.ddc_dir or out / f"ddc{suffix}"
     images = datasets.load(args.dataset, args.limit, args.crop)
     model = load_model(args.model)
@@ -101,7 +102,7 @@ def main(argv=None) -> int:
 
     beside = {}
     if model.name != "default":
-        beside = stored_default_curves(out, f"-c{args.crop}" if args.crop else "", data)
+        beside = stored_default_curves(out, crop, data)
         curves.update(beside)
 
     # BD-rate of diffcodec (and default beside it) against each classic codec, PSNR and MS-SSIM
@@ -123,7 +124,7 @@ def main(argv=None) -> int:
               for b, p, m in zip(c["bpp"], c["psnr-rgb"], c["ms-ssim-rgb"])
               if name.startswith(("diffcodec", "default"))]
     beside_note = (f"\n`default`'s curves (rows `default …`) are read from its own report on the same images "
-                   f"(`compare{suffix.replace('-' + model.name, '')}.md`, made with the encoder settings given there).\n"
+                   f"(`compare{crop}.md`, made with the encoder settings given there).\n"
                    if beside else "")
     body = "\n".join([
         f"Model `{model.name}` on {data}. bpp from real file bytes with headers (diffcodec: the prefix "
@@ -140,10 +141,10 @@ def main(argv=None) -> int:
 
     fig, axes = report.figure(1, 2)
     for name, c in curves.items():
-        ours = name.startswith(("diffcodec", "default"))
-        style = ("o-" if name.startswith("diffcodec") else "s:") if ours else ".--"
-        axes[0, 0].plot(c["bpp"], c["psnr-rgb"], style, label=name, lw=2 if ours else 1)
-        axes[0, 1].plot(c["bpp"], c["ms-ssim-rgb"], style, label=name, lw=2 if ours else 1)
+        coded = name.startswith(("diffcodec", "default"))
+        style = ("o-" if name.startswith("diffcodec") else "s:") if coded else ".--"
+        axes[0, 0].plot(c["bpp"], c["psnr-rgb"], style, label=name, lw=2 if coded else 1)
+        axes[0, 1].plot(c["bpp"], c["ms-ssim-rgb"], style, label=name, lw=2 if coded else 1)
     for ax, key in zip(axes[0], ("PSNR-RGB (dB)", "MS-SSIM-RGB")):
         ax.set_xlabel("bpp (real bytes, headers included)")
         ax.set_ylabel(key)

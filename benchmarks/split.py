@@ -57,6 +57,13 @@ def optimal_note(doc: dict) -> str:
     return note + "\n"
 
 
+def table_lines(name: str, doc: dict) -> list[list[str]]:
+    """The report's rows of one model's bound: rate, distortion, total and RMSE per variance."""
+    return [[f"{name}, {VARIANCES[v]}", f"{b['rate_bits_per_dim']:.3f}", f"{b['distortion_bits_per_dim']:.3f}",
+             f"{b['total_bits_per_dim']:.3f}", f"{doc['rmse_0_255']:.3f}"]
+            for v, b in doc["by_variance"].items() if v in VARIANCES]
+
+
 def bound_device(doc: dict) -> str:
     """Where the bound was computed: a stored ``nll`` JSON names its device (e.g. a published GPU
     run); the report itself, and any optimal-variance terms added to it, run here."""
@@ -81,8 +88,7 @@ def main(argv=None) -> int:
     images = datasets.load(args.dataset, args.limit, args.crop)
     model = load_model(args.model)
     out = report.results_dir(args.dataset, args.quick)
-    # other models than default get their own report files beside default's
-    suffix = ("" if model.name == "default" else f"-{model.name}") + (f"-c{args.crop}" if args.crop else "")
+    suffix = report.model_tag(model.name) + (f"-c{args.crop}" if args.crop else "")
     complete = args.limit is None or args.limit >= {"cifar10": 1017, "kodak": 24}[args.dataset]
     cache = cache_path(out, model, len(images), complete, args.crop)
     doc = bound_document(model, [im.rgb for im in images], cache, args.batch_size)
@@ -112,14 +118,7 @@ def main(argv=None) -> int:
                             results, prov, paper=paper.SPLIT, images=len(images))
 
     header = ["", "rate", "distortion", "total (bits/dim)", "RMSE of x̂_0(x_1)"]
-    table_rows = [[f"{model.name}, {VARIANCES[v]}", f"{rows[v]['rate_bits_per_dim']:.3f}",
-                   f"{rows[v]['distortion_bits_per_dim']:.3f}", f"{rows[v]['total_bits_per_dim']:.3f}",
-                   f"{doc['rmse_0_255']:.3f}"] for v in shown]
-    if beside:
-        table_rows += [[f"default, {VARIANCES[v]}", f"{beside['by_variance'][v]['rate_bits_per_dim']:.3f}",
-                        f"{beside['by_variance'][v]['distortion_bits_per_dim']:.3f}",
-                        f"{beside['by_variance'][v]['total_bits_per_dim']:.3f}", f"{beside['rmse_0_255']:.3f}"]
-                       for v in VARIANCES if v in beside["by_variance"]]
+    table_rows = table_lines(model.name, doc) + (table_lines("default", beside) if beside else [])
     p = paper.SPLIT
     table_rows.append(["the paper (35.7M parameters, CIFAR-10 test, σ² = β)", p["rate_bits_per_dim"],
                        p["distortion_bits_per_dim"], p["total_bits_per_dim"], p["rmse_0_255"]])

@@ -58,6 +58,11 @@ class Model:
     def dtype(self) -> torch.dtype:
         return next(self.net.parameters()).dtype
 
+    @property
+    def device(self) -> torch.device:
+        """Where the network runs; the codec scores candidates there too."""
+        return next(self.net.parameters()).device
+
     def in_dtype(self, dtype: torch.dtype) -> "Model":
         """This model with its network computing in ``dtype`` (a cached copy on the same device;
         float32 weights convert to float64 exactly). The codec's reference chain uses float64."""

@@ -519,7 +519,7 @@ def _say_estimate(name, model, image, config, stop) -> None:
     from .codec import call_size
     from .codec.cost import LONG_ENCODE_SECONDS, estimate_encode, faster_setting
 
-    if next(model.net.parameters()).device.type != "cpu":
+    if model.device.type != "cpu":
         return  # the estimate is of 2 CPU cores
     estimate = estimate_encode(model, image.width, image.height, config, stop)
     if estimate.seconds <= LONG_ENCODE_SECONDS:

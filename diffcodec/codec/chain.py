@@ -93,6 +93,8 @@ class Chain:
         self.plan = plan
         self.shape = (1, 3, *padded_hw)
         self.dims = int(np.prod(self.shape))
+        # legacy files were written on one thread; small images gain nothing from more
+        self.one_thread = self.legacy or padded_hw[0] * padded_hw[1] <= ONE_THREAD_PIXELS
         full = model.schedule_config.build()
         self.full_schedule = full
         self.diffusion = GaussianDiffusion(full.respace(plan.boundaries))
@@ -108,8 +110,7 @@ class Chain:
 
     def eps(self, x: torch.Tensor, t: int) -> torch.Tensor:
         k = torch.tensor([self.step_of[t]])
-        small = self.shape[2] * self.shape[3] <= ONE_THREAD_PIXELS
-        with single_thread() if self.legacy or small else contextlib.nullcontext():
+        with single_thread() if self.one_thread else contextlib.nullcontext():
             return self.diffusion.predict_eps(self.model.eps_fn, x, k).double()
 
     def x0_hat(self, x_t: torch.Tensor, t: int, eps: torch.Tensor) -> torch.Tensor:

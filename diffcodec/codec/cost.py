@@ -111,13 +111,14 @@ def estimate_encode(model: Model, width: int, height: int, config, stop, cost: C
 
     log2_candidates, chunk_bits = call_size(config, model)
     f = model.unet_config.downsampling_factor
-    pixels = (height + (-height % f)) * (width + (-width % f))
+    padded_h, padded_w = height + (-height % f), width + (-width % f)
+    pixels = padded_h * padded_w
     stop = reachable(stop, width * height)
     t_stop = resolve_t_stop(config, stop)
     steps = make_plan(model.schedule_config.num_timesteps, t_stop, config.groups, RecordLayout.COARSE).num_steps
     candidates = 2**log2_candidates
     calls = steps + RATE_BITS_PER_DIM * 3 * pixels / chunk_bits
-    net = network_cost_ratio(model.unet_config, height + (-height % f), width + (-width % f))
+    net = network_cost_ratio(model.unet_config, padded_h, padded_w)
     seconds = (steps * (net * (cost.net32_per_pixel * pixels + cost.net32_per_pixel2 * pixels**2)
                         + cost.per_candidate_dim * candidates * 3 * pixels)
                + calls * cost.per_candidate_call * candidates)

@@ -136,8 +136,7 @@ GPU_CALLS = (16, 8.0)  # a GPU scores 2**16 candidates of a call at once; calls 
 
 def call_size(config: CodecConfig, model: Model) -> tuple[int, float]:
     """(log2 candidates, bits per call): the config's, or the defaults of the model's device."""
-    on_gpu = next(model.net.parameters()).device.type != "cpu"
-    k, bits = GPU_CALLS if on_gpu else CPU_CALLS
+    k, bits = GPU_CALLS if model.device.type != "cpu" else CPU_CALLS
     return (config.log2_candidates if config.log2_candidates is not None else k,
             config.chunk_bits if config.chunk_bits is not None else bits)
 
@@ -274,14 +273,13 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
 def candidate_scorer(model: Model):
     """Where the channel simulation scores its candidates: on the model's GPU when it has one
     (``bitstream.torch_scoring``), else in the CPU's compiled loop; both pick the same indices."""
-    device = next(model.net.parameters()).device
-    if device.type == "cpu":
+    if model.device.type == "cpu":
         from bitstream.kernels import CompiledScorer  # numba: imported by the encoder only
 
         return CompiledScorer()
     from bitstream.torch_scoring import TorchScorer
 
-    return TorchScorer(str(device))
+    return TorchScorer(str(model.device))
 
 
 def _target(stop: Stop, stats: dict) -> dict:

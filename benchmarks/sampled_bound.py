@@ -9,9 +9,10 @@ width × the mean of its two terms, so the estimate of the data set's mean bound
 its standard error comes from the pairs' differences, which also carry the x_t draws' own noise
 in those strata. β, β̃ and the optimal variances σ*² are read off the same network calls.
 
-Checked on exact terms: the H200's per-t terms of the 24 Kodak 64×64 centre crops (``photo``,
-``nll_photo-c64.json``) are re-estimated under many seeds of the plan, and the report gives the
-spread of those estimates beside the mean reported standard error.
+Checked on exact terms: a stored exact bound of the same model and crop size (``nll_photo-c64.json``:
+the 24 Kodak 64×64 centre crops, on an H200) has its per-t terms re-estimated under many seeds of
+the plan, and the report gives the spread of those estimates beside the mean reported standard
+error; the centre crops among the sampled ones are set beside that exact bound.
 
 Usage:
   python -m benchmarks.sampled_bound --model photo --crop 64 --per-image 5   # 120 Kodak crops
@@ -177,15 +178,21 @@ def main(argv=None) -> int:
             f"stratified estimate.\n",
             report.table(["variance", "rate", "distortion", "total (bits/dim)"], rows)]
     if centre_result:
+        n_centre = int(centre.sum())
+        comparable = bool(stored) and stored.get("images") == n_centre  # the stored bound is of these crops
         exact = {v: stored["by_variance"][v]["total_bits_per_dim"] for v in VARIANCES
-                 if stored and v in stored["by_variance"]}
-        body += [f"\nThe 24 centre crops alone (their exact bound, all {T} t on the H200, beside):\n",
-                 report.table(["variance", "estimate here", "exact (H200)"],
+                 if comparable and v in stored["by_variance"]}
+        added = comparable and bool(stored.get("optimal_table", {}).get("added_to_a_stored_bound"))
+        beside = (f", beside their exact bound (all {T} t, `{h200.name}`, computed on {stored.get('device', 'another run')}"
+                  f"{'; its σ*² row has the exact rate terms from the per-t errors and L_0 drawn on a CPU' if added else ''})"
+                  if comparable else "")
+        body += [f"\nThe {n_centre} centre crops alone{beside}:\n",
+                 report.table(["variance", "estimate here", "exact"],
                               [[LABELS[v], f"{r['total_bits_per_dim']:.3f} ± {r['standard_error']:.3f}",
                                 f"{exact[v]:.3f}" if v in exact else "–"] for v, r in centre_result.items()])]
     if check:
-        body += ["\nThe plan on exact terms (the H200's per-t means of the 24 centre crops; the spread comes from "
-                 "the choice of t alone):\n",
+        body += [f"\nThe plan on exact terms (the per-t means of the {stored['images']} images in `{h200.name}`, under "
+                 f"{check['fixedlarge']['seeds']:,} seeds; the spread comes from the choice of t alone):\n",
                  report.table(["variance", "mean error", "sd of estimates", "mean reported s.e.", "within 2 s.e."],
                               [[LABELS[v], f"{c['mean_error']:+.4f}", f"{c['sd_of_estimates']:.4f}",
                                 f"{c['mean_reported_se']:.4f}", f"{100 * c['within_2se']:.0f} %"]

@@ -86,6 +86,12 @@ def test_rd_curve_quick_practice_lies_on_theory(results):
         assert bits > theory
     assert doc["lossless"]["full_rate"] == doc["lossless"]["exact"] == 2
     assert doc["lossless"]["ratio"] > 1
+    # the bound under the optimal variances the files are coded with: below β's, and still below the files
+    optimal = doc["lossless"]["theory_optimal_total_bits_per_dim"]
+    assert optimal < doc["lossless"]["theory_total_bits_per_dim"] < doc["lossless"]["bits_per_dim"]
+    for bits, theory in zip(r["bits_per_dim"], r["theory_optimal_rate_bits_per_dim"]):
+        assert bits > theory
+    assert "ratio σ*²" in (folder / "rd_curve.md").read_text()
     # coded x_t follow q(x_t|x_0): RMSE of x̂_0 matches the bound's on the same images
     for t, rmse, theory in zip(r["t"], r["rmse_0_255"], r["theory_rmse_0_255"]):
         assert abs(rmse / theory - 1) < 0.15, (t, rmse, theory)

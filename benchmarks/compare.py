@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from bitstream.container import unpack
 from diffcodec.checkpoint import load_model
 from diffcodec.codec import CodecConfig
 
@@ -28,7 +27,7 @@ from . import datasets, report
 from .bjontegaard import bd_rate, overlap
 from .classic import is_small, sweep
 from .pillow_codecs import Codec
-from .practice import decode_prefixes, encode_missing, operating_points
+from .practice import decode_prefixes, encode_missing, header_bytes, operating_points
 
 RECONSTRUCTIONS = {"mean": "x̂_0 (eq. 15)", "flow": "probability flow from x_t"}
 
@@ -81,7 +80,7 @@ def main(argv=None) -> int:
     per_image = decode_prefixes(images, folder, model.name, tuple(RECONSTRUCTIONS), args.flow_steps, args.workers)
     images = [im for im in images if im.name in per_image]
     pixels = images[0].rgb.shape[0] * images[0].rgb.shape[1]
-    header_bytes = unpack((folder / f"{images[0].name}.ddc").read_bytes()).header_bytes
+    header = header_bytes(folder, images[0])
     data = datasets.describe(args.dataset, len(images), args.crop)
     prov = report.Provenance(data=data, model=f"{model.name} (weights sha256 {model.weights_sha256[:12]}…)",
                              device=report.device_description())
@@ -130,7 +129,7 @@ def main(argv=None) -> int:
                    if beside else "")
     body = "\n".join([
         f"Model `{model.name}` on {data}. bpp from real file bytes with headers (diffcodec: the prefix "
-        f"of a file ending at a record boundary, {header_bytes} header bytes and 3 framing bytes per record "
+        f"of a file ending at a record boundary, {header} header bytes and 3 framing bytes per record "
         f"included). PSNR-RGB and MS-SSIM-RGB are means over images (MS-SSIM convention in "
         f"`benchmarks/metrics.py`). BD-rate (Bjøntegaard, cubic fit of log rate against quality, over "
         f"the shared quality range given in brackets): negative means diffcodec needs fewer bits.\n",

@@ -56,6 +56,17 @@ def centre_crop(rgb: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(rgb[top:top + size, left:left + size])
 
 
+def five_crops(rgb: np.ndarray, size: int) -> list[np.ndarray]:
+    """The centre crop, then the crops centred on each quadrant's centre (same pixels every run)."""
+    h, w = rgb.shape[:2]
+    crops = [centre_crop(rgb, size)]
+    for cy in (h // 4, 3 * h // 4):
+        for cx in (w // 4, 3 * w // 4):
+            top, left = max(0, cy - size // 2), max(0, cx - size // 2)
+            crops.append(np.ascontiguousarray(rgb[top:top + size, left:left + size]))
+    return crops
+
+
 def describe(dataset: str, n: int, crop: int | None = None) -> str:
     of = "all the subset holds; the paper used the full 10,000" if n >= 1017 else "of the subset's 1,017"
     text = DESCRIPTIONS[dataset].format(n=f"{n:,}", of=of)

@@ -157,3 +157,10 @@ def lossless_point(per_image: dict[str, list[dict]], pixels: int) -> dict:
     return {"files": len(last), "full_rate": len(full),
             "exact": sum(q["mean"]["exact"] for q in full),
             "bpp": float(np.mean([q["bytes"] * 8 / pixels for q in full])) if full else None}
+
+
+def header_bytes(folder: Path, image: EvalImage) -> int:
+    """The container header's size in the image's file (it varies with the format version)."""
+    from bitstream.container import unpack
+
+    return unpack((folder / f"{image.name}.ddc").read_bytes()).header_bytes

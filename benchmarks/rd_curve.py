@@ -23,12 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from diffcodec.checkpoint import load_model
-from bitstream.container import unpack
 from diffcodec.codec import CodecConfig, Stop, resolve_t_stop
 from diffcodec.nll import OPTIMAL
 
 from . import datasets, paper, report
-from .practice import decode_prefixes, encode_missing, lossless_point, operating_points
+from .practice import decode_prefixes, encode_missing, header_bytes, lossless_point, operating_points
 from .theory import bound_document, cache_path, load_document, rate_after, rmse_at
 
 NEAREST_WITHIN = 60  # steps: a record further from a Table 4 row is not shown on it
@@ -82,7 +81,7 @@ def main(argv=None) -> int:
     full_bits = lossless["bpp"] / 3 if lossless["bpp"] else None
     within = sum(abs(p["rmse_rel_diff"]) <= RMSE_TOLERANCE for p in mean_pts)
     worst = max((p["rmse_rel_diff"] for p in mean_pts), key=abs, default=0.0)
-    header_bpd = unpack((folder / f"{images[0].name}.ddc").read_bytes()).header_bytes * 8 / (3 * pixels)
+    header_bpd = header_bytes(folder, images[0]) * 8 / (3 * pixels)
     data = datasets.describe(args.dataset, len(images), args.crop)
     prov = report.Provenance(data=data, model=f"{model.name} (weights sha256 {model.weights_sha256[:12]}…)",
                              device=report.device_description())

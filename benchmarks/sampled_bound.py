@@ -82,17 +82,6 @@ def estimate_sum(terms: np.ndarray, plan: TimestepPlan) -> tuple[float, float]:
     return total, math.sqrt(variance)
 
 
-def five_crops(rgb: np.ndarray, size: int) -> list[np.ndarray]:
-    """The centre crop, then the crops centred on each quadrant's centre (same pixels every run)."""
-    h, w = rgb.shape[:2]
-    crops = [datasets.centre_crop(rgb, size)]
-    for cy in (h // 4, 3 * h // 4):
-        for cx in (w // 4, 3 * w // 4):
-            top, left = max(0, cy - size // 2), max(0, cx - size // 2)
-            crops.append(np.ascontiguousarray(rgb[top:top + size, left:left + size]))
-    return crops
-
-
 def check_on_exact_terms(doc: dict, plan_args: tuple[int, float, int], seeds: int = 2000) -> dict:
     """The plan applied to a stored exact bound's per-t mean terms under many seeds: the spread
     of its estimates (t-sampling alone) against the mean standard error it reports."""
@@ -128,7 +117,7 @@ def main(argv=None) -> int:
     sources = datasets.load("kodak", args.limit)
     images, names = [], []
     for im in sources:
-        crops = five_crops(im.rgb, args.crop)[: args.per_image]
+        crops = datasets.five_crops(im.rgb, args.crop)[: args.per_image]
         images += crops
         names += [f"{im.name}-c{args.crop}-{i}" for i in range(len(crops))]
     stack = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()

@@ -175,6 +175,7 @@ def test_train_rejects_bad_options_without_traceback(tmp_path, option):
     assert not out.exists()
 
 
+@needs_cifar
 def test_variances_writes_a_table_that_nll_then_uses(tmp_path):
     """`diffcodec variances` estimates the error table beside the weights; `nll` then adds the
     bound under the optimal variances, below both fixed ones' rate, with the table's hash."""
@@ -195,6 +196,7 @@ def test_variances_writes_a_table_that_nll_then_uses(tmp_path):
         assert abs(doc["optimal_table"][key] - opt["total_bits_per_dim"]) < 0.05
 
 
+@needs_cifar
 def test_nll_optimal_needs_a_table(micro):
     assert_one_line_error(run("nll", CIFAR, "--model", micro, "--limit", 1, "--variance", "optimal"), "error table")
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from diffcodec.checkpoint import load_model
+from bitstream.selection import SelectionRule
 from diffcodec.codec import CodecConfig
 
 from . import datasets, report
@@ -58,8 +59,10 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=100)
     ap.add_argument("--crop", type=int, default=None, help="centre crops (same pixels for every codec)")
     ap.add_argument("--ddc-dir", type=Path, default=None)
-    ap.add_argument("--candidates", type=int, default=12, help="log2 of candidates per call, for new files")
-    ap.add_argument("--chunk-bits", type=float, default=5.0)
+    ap.add_argument("--candidates", type=int, default=None, help="log2 of candidates per call, for new files "
+                    "(default: the codec's)")
+    ap.add_argument("--chunk-bits", type=float, default=None, help="KL per call, for new files (default: the codec's)")
+    ap.add_argument("--selection", default="greedy", help="selection rule of new files: greedy, pfr, tempered:λ")
     ap.add_argument("--upto-t", type=int, default=None, help="stop new files at this t (default: full rate)")
     ap.add_argument("--flow-steps", type=int, default=50)
     ap.add_argument("--codecs", nargs="+", default=[c.value for c in Codec], help="classic codecs")
@@ -67,7 +70,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="2 CIFAR images, fast encoder, 3 codecs")
     args = ap.parse_args(argv)
     if args.quick:
-        args.limit, args.candidates, args.chunk_bits, args.flow_steps = 2, 8, 3.0, 10
+        args.limit, args.candidates, args.flow_steps = 2, 8, 10
         args.codecs = ["jpeg420", "webp", "avif"]
     out = report.results_dir(args.dataset, args.quick)
     crop = f"-c{args.crop}" if args.crop else ""
@@ -75,7 +78,8 @@ def main(argv=None) -> int:
     folder = args.ddc_dir or out / f"ddc{suffix}"
     images = datasets.load(args.dataset, args.limit, args.crop)
     model = load_model(args.model)
-    settings = CodecConfig(log2_candidates=args.candidates, chunk_bits=args.chunk_bits)
+    settings = CodecConfig(log2_candidates=args.candidates, chunk_bits=args.chunk_bits,
+                           selection=SelectionRule.parse(args.selection))
     encode_s = encode_missing(images, folder, model.name, settings, args.upto_t, args.workers)
     per_image = decode_prefixes(images, folder, model.name, tuple(RECONSTRUCTIONS), args.flow_steps, args.workers)
     images = [im for im in images if im.name in per_image]

@@ -21,7 +21,6 @@ import statistics
 import sys
 import time
 
-import numpy as np
 import torch
 
 from . import datasets, report
@@ -76,17 +75,14 @@ def measure(model_name: str, dataset: str, crop: int | None, repeats: int) -> di
 
 def _coded_steps(data: bytes, model, chain) -> list:
     """(step, t, s, level, indices) of every coded step of a complete file."""
-    from bitstream import chunks as chunking
     from bitstream.container import unpack
-    from diffcodec.codec.records import RecordReader
+    from diffcodec.codec.records import read_steps
 
     u = unpack(data)
-    steps = []
+    steps, level = [], 0
     for r, payload in enumerate(u.records[: len(chain.plan.record_steps())]):
-        reader = RecordReader(payload, r)
-        for step, t, s in chain.plan.record_steps()[r]:
-            level = reader.level(chain.level_model, chain.dims)
-            steps.append((step, t, s, level, [reader.index(chain.index_model) for _ in range(chunking.chunk_count(level))]))
+        coded, level = read_steps(payload, r, chain.plan.record_steps()[r], chain, level)
+        steps += coded
     return steps
 
 

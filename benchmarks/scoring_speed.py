@@ -7,8 +7,14 @@ Rows ``step``: one coded step of D dimensions in chunks of about d (streams (1, 
 numba chunk by chunk, torch in one ``best_indices`` call.  ``same`` says whether both
 selected the same indices.
 
+Table 2 sets format version 4's scorer (``bitstream.kernels32``: Philox4x32 words and float32
+normals, the SIMD lane the candidate) against version 3's compiled loop on the same steps, whole
+selections included (arrival times and argmin for PFR, argmax for greedy): candidate-dimensions
+a second and the ratio, measured side by side in one process.
+
 Usage:
   python -m benchmarks.scoring_speed                  # CPU, all cases
+  python -m benchmarks.scoring_speed --only-v4        # table 2 alone
   python -m benchmarks.scoring_speed --device cuda    # torch on a GPU
   python -m benchmarks.scoring_speed --quick          # small cases, seconds
 """
@@ -16,6 +22,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 
@@ -55,6 +62,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="small cases, 3 repeats")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None, help="CPU threads of torch and numba (default: theirs)")
+    ap.add_argument("--only-v4", action="store_true", help="only table 2 (version 4 against version 3)")
     args = ap.parse_args(argv)
     repeats = 3 if args.quick else args.repeats
     if args.threads:
@@ -62,6 +70,8 @@ def main(argv=None):
 
         torch.set_num_threads(args.threads)
         numba.set_num_threads(args.threads)
+    if args.only_v4:
+        return version_4_table(args.device, repeats, args.quick)
     calls, steps = (QUICK_CALLS, QUICK_STEPS) if args.quick else (CALLS, STEPS)
     numba_scorer, torch_scorer = CompiledScorer(), TorchScorer(args.device)
     rng = np.random.default_rng(SEED)
@@ -89,6 +99,45 @@ def main(argv=None):
         t_numba, i_numba = median_seconds(lambda: numba_scorer.best_indices(SEED, streams, coefs, k), repeats)
         t_torch, i_torch = median_seconds(lambda: torch_scorer.best_indices(SEED, streams, coefs, k), repeats)
         row("step", dims, d, k, len(parts), t_numba, t_torch, i_numba == i_torch)
+    print()
+    version_4_table(args.device, repeats, args.quick)
+
+
+# (dimensions of the step, chunks, k): one call of 4096 dims; a 64×64 step in ~10-bit chunks; many
+# small chunks; one big chunk (a 256×256 image's first step)
+V4_STEPS = [(4096, 1, 12), (12288, 64, 12), (100_000, 2000, 10), (196_608, 1, 8)]
+V4_QUICK = [(4096, 1, 10), (3072, 16, 10)]
+
+
+def version_4_table(device: str, repeats: int, quick: bool) -> None:
+    from bitstream import kernels32, torch_noise32
+    from bitstream.selection import EXACT, GREEDY, select_step
+
+    rng = np.random.default_rng(SEED)
+    v3 = CompiledScorer()
+    print("format version 4 against version 3, whole selections, candidate-dims/s (medians)")
+    hdr = (f"{'D':>7} {'chunks':>6} {'k':>3} {'v3 PFR':>10} {'v4 PFR':>10} {'v4 greedy':>10} {'v4 torch':>10}"
+           f" {'v4 PFR/v3':>9} {'greedy/v3':>9}")
+    print(hdr)
+    print("-" * len(hdr))
+    for dims, chunks, k in (V4_QUICK if quick else V4_STEPS):
+        sizes = np.full(chunks, dims // chunks)
+        sizes[:dims % chunks] += 1
+        a, b64, _ = coefficients(dims, rng)
+        b32 = b64.astype(np.float32)
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        coefs = [(a[lo:hi], b64[lo:hi], 0.0) for lo, hi in zip(offsets[:-1], offsets[1:])]
+        streams = [(1, j + 1) for j in range(chunks)]
+        t3, _ = median_seconds(lambda: v3.best_indices(SEED, streams, coefs, k), repeats)
+        tp, _ = median_seconds(lambda: select_step(SEED, 1, a[0], b32, sizes, k, EXACT, kernels32.log_weights_step),
+                               repeats)
+        tg, _ = median_seconds(lambda: select_step(SEED, 1, a[0], b32, sizes, k, GREEDY, kernels32.log_weights_step),
+                               repeats)
+        torch_lw = functools.partial(torch_noise32.log_weights_step, device=device)
+        tt, _ = median_seconds(lambda: select_step(SEED, 1, a[0], b32, sizes, k, GREEDY, torch_lw), max(1, repeats // 2))
+        n = dims << k
+        print(f"{dims:>7} {chunks:>6} {k:>3} {n / t3:>10.3e} {n / tp:>10.3e} {n / tg:>10.3e} {n / tt:>10.3e}"
+              f" {t3 / tp:>9.1f} {t3 / tg:>9.1f}")
 
 
 if __name__ == "__main__":

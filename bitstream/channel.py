@@ -139,26 +139,39 @@ def _zipf_model(k: int, budget_key: float, portable: bool):
     return model, p
 
 
+@functools.lru_cache(maxsize=8)
+def _uniform_model(k: int):
+    return constriction.stream.model.Uniform(1 << k)
+
+
 class IndexModel:
-    """Truncated Zipf law over ``2**log2_candidates`` indices for a KL budget in bits.
+    """Law of the selected index over ``2**log2_candidates`` candidates: a truncated Zipf law for a
+    KL budget in bits (the PFR rules), or with ``uniform`` the uniform law, k bits exactly (the
+    greedy rule of format version 4, ``bitstream.selection``).
 
     ``B`` is rounded to 1e-6 bits for caching; both sides must derive the same B.  ``portable``
     (format version 3) builds the law from :mod:`bitstream.portable_math`; False gives the law of
     versions 1 and 2.
     """
 
-    def __init__(self, log2_candidates: int, kl_budget_bits: float, *, portable: bool = True):
+    def __init__(self, log2_candidates: int, kl_budget_bits: float, *, portable: bool = True, uniform: bool = False):
         self.k = int(log2_candidates)
         if not 1 <= self.k <= 24:
             raise ValueError("log2_candidates must be in [1, 24] (one candidate carries no information)")
         self.budget = round(float(kl_budget_bits), 6)
-        self.model, self.probs = _zipf_model(self.k, self.budget, bool(portable))
+        self.uniform = bool(uniform)
+        if self.uniform:
+            self.model, self.probs = _uniform_model(self.k), None
+        else:
+            self.model, self.probs = _zipf_model(self.k, self.budget, bool(portable))
 
     @property
     def size(self) -> int:
         return 1 << self.k
 
     def ideal_bits(self, index: int) -> float:
+        if self.uniform:
+            return float(self.k)
         return float(-np.log2(self.probs[int(index)]))
 
 

@@ -15,8 +15,13 @@ import numbers
 from dataclasses import dataclass, replace
 
 MAGIC = b"DDC"
-VERSION = 3  # written by this build
-READABLE_VERSIONS = (1, 2, 3)  # FORMAT.md §10 says what each changed
+VERSION = 4  # written by this build
+READABLE_VERSIONS = (1, 2, 3, 4)  # FORMAT.md §10 says what each changed
+
+# The selection byte of version 4 (FORMAT.md §3, §6): ``v`` in 4 … 254 is tempered PFR with λ = v/4
+# (4: exact PFR, the only rule of versions 1–3), 255 greedy selection; 0 … 3 are reserved.
+SELECTION_EXACT = 4
+SELECTION_GREEDY = 255
 
 # Limits checked before anything is allocated for an image.
 MAX_SIDE = 1 << 16
@@ -113,6 +118,7 @@ class Header:
     body_bytes: int = 0  # bytes of all records after the header (set by ``pack``)
     version: int = VERSION  # format version (byte 3)
     variance_table: bytes = b""  # with OPTIMAL: first 4 bytes of the SHA-256 of the model's error table
+    selection: int = SELECTION_EXACT  # version 4: the selection rule (SELECTION_EXACT, tempered, SELECTION_GREEDY)
 
     def __post_init__(self):
         object.__setattr__(self, "mode", ImageMode(self.mode))
@@ -129,7 +135,7 @@ class Header:
         if not isinstance(self.model_hash, bytes):
             raise FormatError("model_hash must be 4 bytes")
         for name in ("width", "height", "schedule_id", "t_stop", "groups", "tile", "log2_candidates",
-                     "chunk_quarter_bits", "seed", "body_bytes"):
+                     "chunk_quarter_bits", "seed", "body_bytes", "selection"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise FormatError(f"header field {name} must be an integer, not {value!r}")
@@ -153,12 +159,26 @@ class Header:
             raise FormatError(f"tile {self.tile} outside 0..{MAX_SIDE}")
         if not 0 <= self.schedule_id <= 255:
             raise FormatError(f"schedule id {self.schedule_id} outside 0..255")
+        if self.version < 4 and self.selection != SELECTION_EXACT:
+            raise FormatError(f"selection rules other than exact PFR need format version 4, not {self.version}")
+        if not SELECTION_EXACT <= self.selection <= SELECTION_GREEDY:
+            raise FormatError(f"selection byte {self.selection} outside {SELECTION_EXACT}..{SELECTION_GREEDY}")
         if not 0 <= self.body_bytes < 1 << 62:
             raise FormatError(f"body length {self.body_bytes} out of range")
 
     @property
     def chunk_bits(self) -> float:
         return self.chunk_quarter_bits / 4.0
+
+    @property
+    def greedy(self) -> bool:
+        """Greedy selection: the index is the candidate of largest weight, coded in k bits."""
+        return self.selection == SELECTION_GREEDY
+
+    @property
+    def temper(self) -> float:
+        """λ of the selection argmin ln T_n − λ ln w_n (1: exact PFR; inf: greedy)."""
+        return float("inf") if self.greedy else self.selection / 4.0
 
     def to_bytes(self) -> bytes:
         flags0 = int(self.mode)
@@ -169,6 +189,7 @@ class Header:
             write_varint(self.width), write_varint(self.height),
             bytes([flags0, flags1, self.schedule_id, self.t_stop, self.groups, self.log2_candidates,
                    self.chunk_quarter_bits]),
+            bytes([self.selection]) if self.version >= 4 else b"",
             write_varint(self.tile), write_varint(self.seed), self.variance_table, write_varint(self.body_bytes),
         ])
         return body + crc16(body).to_bytes(2, "little")
@@ -189,6 +210,12 @@ class Header:
                 raise EOFError("file ends inside the header")
             flags0, flags1, schedule_id, t_stop, groups, log2_candidates, quarter = data[pos:pos + 7]
             pos += 7
+            selection = SELECTION_EXACT
+            if data[3] >= 4:
+                if pos >= len(data):
+                    raise EOFError("file ends inside the header")
+                selection = data[pos]
+                pos += 1
             tile, pos = read_varint(data, pos, "the tile size")
             seed, pos = read_varint(data, pos, "the seed")
             optimal = data[3] >= 3 and bool(flags1 & 4)
@@ -211,7 +238,7 @@ class Header:
         variance = VarianceChoice.OPTIMAL if flags1 & 4 else VarianceChoice(flags1 & 1)
         header = cls(model_hash, width, height, ImageMode(flags0), variance,
                      RecordLayout(flags1 >> 1 & 1), schedule_id, t_stop, groups, tile, log2_candidates, quarter, seed,
-                     body_bytes, data[3], variance_table)
+                     body_bytes, data[3], variance_table, selection)
         return header, pos + 2
 
 

@@ -568,7 +568,12 @@ Examples:
               help="log2 of the candidates per channel-simulation call (encoder time grows as 2^this). "
                    "[default: 12 on a CPU, 16 on a GPU]")
 @click.option("--chunk-bits", default=None, type=click.FloatRange(0.25, 63.75),
-              help="KL budget per call in bits (a multiple of 1/4). [default: 5 on a CPU, 8 on a GPU]")
+              help="KL budget per call in bits (a multiple of 1/4). [default: k − 2 for greedy (10 on a CPU, 14 on "
+                   "a GPU), 5 and 8 for pfr]")
+@click.option("--selection", default="greedy", show_default=True, metavar="RULE",
+              help="Which candidate a call sends: greedy (the largest weight, index in k bits: the smallest "
+                   "files), pfr (exact Poisson functional representation: every x_t a sample of q, for the flow "
+                   "and ancestral pictures), or tempered:λ (argmin ln T − λ ln w, λ a multiple of 1/4).")
 @click.option("--records", type=click.Choice(["auto", "coarse", "every-step"]), default="auto", show_default=True,
               help="Where records (decodable prefixes) end; auto: coarse below 256×256 pixels.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**64 - 1), help="Shared-randomness seed.")
@@ -576,7 +581,7 @@ Examples:
 @CODEC_DEVICE_OPTION
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path, t_stop, groups, log2_candidates,
-           chunk_bits, records, seed, max_pixels, device, force):
+           chunk_bits, selection, records, seed, max_pixels, device, force):
     """Compress IMAGES (PNG, JPEG, …; any size) into .ddc files.
 
     One IMAGE goes to the file -o names, or to standard output with '-o -'; IMAGE '-' reads
@@ -620,6 +625,11 @@ def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path
         raise DiffcodecError(f"choose one of {', '.join(chosen)}")
     if chunk_bits is not None and abs(round(chunk_bits * 4) - chunk_bits * 4) > 1e-9:
         raise DiffcodecError("--chunk-bits must be a multiple of 0.25")
+    from bitstream.selection import SelectionRule
+    try:
+        rule = SelectionRule.parse(selection)
+    except ValueError as e:
+        raise DiffcodecError(f"--selection: {e}") from None
     device = _codec_device(device)
     jobs = _encode_jobs(images, out_path, force)
     if stats_path and len(jobs) > 1:
@@ -654,7 +664,7 @@ def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path
     stop = Stop(upto_t=upto_t, bpp=bpp, psnr=psnr) if chosen and not lossless else (Stop() if lossless else DEFAULT_STOP)
     layout = {"auto": None, "coarse": RecordLayout.COARSE, "every-step": RecordLayout.EVERY_STEP}[records]
     config = CodecConfig(t_stop=t_stop, groups=groups, log2_candidates=log2_candidates, chunk_bits=chunk_bits,
-                         layout=layout, seed=seed)
+                         layout=layout, seed=seed, selection=rule)
     if len(jobs) > 1 or jobs[0][1] != out_path:
         Path(out_path).mkdir(exist_ok=True)
     for i, (source, target) in enumerate(jobs):
@@ -832,7 +842,8 @@ def info(file, as_json):
                f"{doc['file_bytes']} bytes ({doc['bpp']:.3f} bpp = {bits_per_dim:.4f} bits/dim)")
     click.echo(f"  plan: {doc['coded_steps']} coded steps from t = {doc['boundaries'][0]} to t_stop = {h['t_stop']} "
                f"(log-spaced), 2^{h['log2_candidates']} candidates, {h['chunk_bits']} bits per call, "
-               f"σ² = {h['variance']}, records {h['layout']}, seed {h['seed']}")
+               f"σ² = {h['variance']}, records {h['layout']}, seed {h['seed']}"
+               + (f", selection {h['selection']}" if "selection" in h else ""))
     click.echo(f"  header {doc['header_bytes']} bytes")
     click.echo(f"  {'record':>6} {'content':>16} {'bytes':>7} {'cum. bits/dim':>14}")
     for r in doc["records"]:

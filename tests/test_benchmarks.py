@@ -92,9 +92,11 @@ def test_rd_curve_quick_practice_lies_on_theory(results):
     for bits, theory in zip(r["bits_per_dim"], r["theory_optimal_rate_bits_per_dim"]):
         assert bits > theory
     assert "ratio σ*²" in (folder / "rd_curve.md").read_text()
-    # coded x_t follow q(x_t|x_0): RMSE of x̂_0 matches the bound's on the same images
+    # x̂_0 of the coded chain is no worse than that of x_t ~ q(x_t|x_0) (the bound's, on the same
+    # images): greedy files (the default) are better there, since their x_t lie nearer q's mean
+    # (exact PFR's samples of q: tests/test_selection.py)
     for t, rmse, theory in zip(r["t"], r["rmse_0_255"], r["theory_rmse_0_255"]):
-        assert abs(rmse / theory - 1) < 0.15, (t, rmse, theory)
+        assert 0.5 < rmse / theory < 1.15, (t, rmse, theory)
     check_report(folder / "rd_curve.md", "python -m benchmarks.rd_curve --quick")
     assert len(list((folder / "ddc").glob("cifar10-test-*.ddc"))) == 2
 

@@ -9,6 +9,7 @@ format or codec change is intended, and say so in the commit.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 from PIL import Image
 
 from bitstream.container import ImageMode, unpack
+from bitstream.selection import SelectionRule
 from diffcodec.checkpoint import load_model
 from diffcodec.codec import (
     DEFAULT_STOP,
@@ -38,7 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 CIFAR = SHARED / "cifar-10-subset"
 KODAK = SHARED / "kodak"
-GOLDEN = Path(__file__).parent / "golden" / "cifar0_default_fast.ddc"
+GOLDEN = Path(__file__).parent / "golden" / "cifar0_default_fast.ddc"  # format version 3
+GOLDEN_V4 = {rule: Path(__file__).parent / "golden" / name  # format version 4, greedy and exact PFR
+             for rule, name in (("greedy", "cifar0_default_fast_v4.ddc"), ("pfr", "cifar0_default_fast_v4_pfr.ddc"))}
 GOLDEN_V2 = Path(__file__).parent / "golden" / "cifar0_default_fast_v2.ddc"  # written by format version 2
 GOLDEN_V1 = Path(__file__).parent / "golden" / "cifar0_default_fast_v1.ddc"  # written by format version 1
 FAST = CodecConfig(t_stop=10, groups=12, log2_candidates=6, chunk_bits=2.0)  # one t_stop for every stop rule
@@ -73,11 +77,26 @@ def test_full_rate_is_lossless(model, source):
 
 @needs_data
 def test_golden_file(model):
-    """Exact bytes for fixed settings: any change of format, plan, noise or coding shows here."""
+    """Exact bytes of version 3 for fixed settings (still written on request): any change of its
+    format, plan, noise or coding shows here."""
     image = cifar_image(0)
-    data = compress(image, model, FAST, Stop()).data
+    data = compress(image, model, dataclasses.replace(FAST, version=3), Stop()).data
     assert data == GOLDEN.read_bytes()
     assert np.array_equal(decompress(GOLDEN.read_bytes(), model).image.rgb, image.rgb)
+
+
+@needs_data
+@pytest.mark.parametrize("rule", sorted(GOLDEN_V4))
+def test_version_4_golden_files(model, rule):
+    """Exact bytes of version 4 (greedy, the default, and exact PFR) for fixed settings; both decode
+    bit for bit.  To regenerate after a deliberate format change: write ``compress(...).data``."""
+    image = cifar_image(0)
+    data = compress(image, model, dataclasses.replace(FAST, selection=SelectionRule.parse(rule)), Stop()).data
+    assert data == GOLDEN_V4[rule].read_bytes()
+    u = unpack(data)
+    assert u.header.version == 4 and u.header.selection == SelectionRule.parse(rule).byte
+    out = decompress(data, model)
+    assert out.exact and np.array_equal(out.image.rgb, image.rgb)
 
 
 @needs_data
@@ -87,13 +106,11 @@ def test_older_golden_files_still_decode(model, version):
     their own lossless record.  Their prediction is a float32 network output rounded with no
     guard, so it is exact only where the machine reproduces the encoder's float32 arithmetic;
     elsewhere a few pixels come out off by one, and the decoder must say so (``exact``)."""
-    import dataclasses
-
     from bitstream.container import VarianceChoice
 
     image = cifar_image(0)
     old = (GOLDEN_V1 if version == 1 else GOLDEN_V2).read_bytes()
-    same_prior = dataclasses.replace(FAST, variance=VarianceChoice.POSTERIOR)  # the variance those files used
+    same_prior = dataclasses.replace(FAST, variance=VarianceChoice.POSTERIOR, version=3)  # as those files were
     u_old, u_new = unpack(old), unpack(compress(image, model, same_prior, Stop()).data)
     assert u_old.header.version == version and u_new.header.version == 3
     assert u_old.records[:-1] == u_new.records[:-1]  # the channel records are unchanged
@@ -234,17 +251,17 @@ def test_bad_input_raises_codec_errors(model, tmp_path):
 def test_optimal_variances_are_the_default_and_name_their_table(model):
     """A model with an error table codes with its optimal reverse variances and names the table;
     a model without it, or with another table, refuses the file with a clean error."""
-    import dataclasses
 
     from bitstream.container import VarianceChoice
     from diffcodec.variances import ErrorTable
 
     assert model.error_table is not None
     image = cifar_image(5)
-    data = compress(image, model, FAST, Stop(upto_t=100)).data
+    fast = dataclasses.replace(FAST, selection=SelectionRule(1.0))  # exact PFR: the prior's quality shows in the rate
+    data = compress(image, model, fast, Stop(upto_t=100)).data
     header = unpack(data).header
     assert header.variance is VarianceChoice.OPTIMAL and header.variance_table == model.error_table.short_hash
-    posterior = compress(image, model, dataclasses.replace(FAST, variance=VarianceChoice.POSTERIOR),
+    posterior = compress(image, model, dataclasses.replace(fast, variance=VarianceChoice.POSTERIOR),
                          Stop(upto_t=100)).data
     assert unpack(posterior).header.variance_table == b""
     assert len(data) < len(posterior)  # σ*² ≥ β̃ is the better prior at every step

@@ -45,13 +45,13 @@ def _varint(value) -> bytes:
 
 def raw_header(width=1, height=1, flags0=0, flags1=0, schedule_id=0, t_stop=10, groups=40,
                log2_candidates=12, quarter=20, tile=0, seed=0, body_bytes=0, version=VERSION,
-               magic=MAGIC, table=b"") -> bytes:
+               magic=MAGIC, table=b"", selection=4) -> bytes:
     """A header built by hand (bypassing Header's validation), with a correct CRC.  The varint
     fields take an int or the raw bytes to write (to build non-canonical encodings)."""
     body = b"".join([
         magic, bytes([version]), HASH, _varint(width), _varint(height),
         bytes([flags0, flags1, schedule_id, t_stop, groups, log2_candidates, quarter]),
-        _varint(tile), _varint(seed), table, _varint(body_bytes),
+        bytes([selection]) if version >= 4 else b"", _varint(tile), _varint(seed), table, _varint(body_bytes),
     ])
     return body + crc16(body).to_bytes(2, "little")
 
@@ -178,8 +178,8 @@ def test_optimal_variance_header_bytes():
     # flags1 bit 2 = optimal variances; the table's 4 hash bytes follow the seed
     h = Header(bytes(4), 32, 32, variance=VarianceChoice.OPTIMAL, variance_table=bytes.fromhex("a1b2c3d4"))
     data = h.to_bytes()
-    assert data[:23] == bytes.fromhex("444443 03 00000000 20 20 00 04 00 0a 28 0c 14 00 00 a1b2c3d4")
-    assert Header.from_bytes(data)[0] == h and len(data) == 26
+    assert data[:24] == bytes.fromhex("444443 04 00000000 20 20 00 04 00 0a 28 0c 14 04 00 00 a1b2c3d4")
+    assert Header.from_bytes(data)[0] == h and len(data) == 27
     with pytest.raises(ValueError, match="variance_table"):
         Header(HASH, 1, 1, variance=VarianceChoice.OPTIMAL)
     with pytest.raises(ValueError, match="variance_table"):
@@ -196,18 +196,29 @@ def test_header_body_bytes_defaults_to_zero():
 
 
 def test_header_golden_bytes():
-    # Pinned: any change here changes the file format.
+    # Pinned: any change here changes the file format.  Version 3 (still written on request):
     expected = bytes.fromhex(
         "444443" "03" "01020304" "ac02" "c801" "02" "03" "01" "07" "21" "0a" "11" "8002"
         "ffffffffffffffffff01" "00" "8789"
     )
-    assert full_header().to_bytes() == expected
-    assert Header.from_bytes(expected)[0] == full_header()
+    assert replace(full_header(), version=3).to_bytes() == expected
+    assert Header.from_bytes(expected)[0] == replace(full_header(), version=3)
     # default fields, 1x1 image
-    assert Header(b"abcd", 1, 1).to_bytes() == bytes.fromhex("444443 03 61626364 01 01 00 00 00 0a 28 0c 14 00 00 00 e645")
+    assert Header(b"abcd", 1, 1, version=3).to_bytes() == bytes.fromhex(
+        "444443 03 61626364 01 01 00 00 00 0a 28 0c 14 00 00 00 e645")
     # the largest body length, as a 9-byte varint
-    assert Header(HASH, 1, 1, body_bytes=2**62 - 1).to_bytes() == bytes.fromhex(
+    assert Header(HASH, 1, 1, body_bytes=2**62 - 1, version=3).to_bytes() == bytes.fromhex(
         "444443 03 01020304 01 01 00 00 00 0a 28 0c 14 00 00 ffffffffffffffff3f fd6d")
+
+
+def test_version_4_header_golden_bytes():
+    # Version 4: the selection byte after chunk_quarter_bits (04 exact PFR, ff greedy, 08 λ = 2).
+    v4 = Header(b"abcd", 1, 1)
+    assert v4.to_bytes() == bytes.fromhex("444443 04 61626364 01 01 00 00 00 0a 28 0c 14 04 00 00 00 45c4")
+    greedy = replace(full_header(), selection=255)
+    assert greedy.to_bytes().hex() == ("444443" "04" "01020304" "ac02" "c801" "02" "03" "01" "07" "21" "0a" "11" "ff"
+                                       "8002" "ffffffffffffffffff01" "00" "0a9c")
+    assert Header.from_bytes(greedy.to_bytes())[0] == greedy
 
 
 def test_version_2_headers_still_read():
@@ -238,7 +249,7 @@ def test_pack_golden_bytes():
     # Pinned: a whole small file, header (body_bytes = 7) and two records.
     data = pack(Header(b"abcd", 1, 1), [b"", b"x"])
     assert data == bytes.fromhex(
-        "444443 03 61626364 01 01 00 00 00 0a 28 0c 14 00 00 07 0135"  # header, body_bytes 7
+        "444443 04 61626364 01 01 00 00 00 0a 28 0c 14 04 00 00 07 a2b4"  # header, body_bytes 7
         "00 0f1d"  # record 0: length 0, CRC of 00 00
         "01 78 0237"  # record 1: length 1, "x", CRC of 01 01 78
     )
@@ -248,23 +259,27 @@ def test_pack_golden_bytes():
 def test_format_md_examples():
     # the worked examples in bitstream/FORMAT.md (§3, §4.1)
     assert Header(bytes(4), 32, 32).to_bytes() == bytes.fromhex(
+        "444443 04 00000000 20 20 00 00 00 0a 28 0c 14 04 00 00 00 c700")
+    assert Header(bytes(4), 32, 32, version=3).to_bytes() == bytes.fromhex(
         "444443 03 00000000 20 20 00 00 00 0a 28 0c 14 00 00 00 1a8b")
     h = Header(bytes.fromhex("a1b2c3d4"), 300, 200, ImageMode.RGBA, VarianceChoice.BETA,
                RecordLayout.EVERY_STEP, seed=1234567)
     assert h.to_bytes() == bytes.fromhex(
-        "44444303a1b2c3d4 ac02 c801 02 03 000a280c14 00 87ad4b 00 271c")
+        "44444304a1b2c3d4 ac02 c801 02 03 000a280c14 04 00 87ad4b 00 733a")
     assert pack_record(0, b"\x01\x02") == bytes.fromhex("02 0102 d3f9")
     assert crc16(bytes.fromhex("00 02 0102")) == 0xF9D3
     assert pack(Header(bytes(4), 32, 32), [b"\x01\x02"]) == bytes.fromhex(
-        "444443 03 00000000 20 20 00 00 00 0a 28 0c 14 00 00 05 bfdb" "02 0102 d3f9")
+        "444443 04 00000000 20 20 00 00 00 0a 28 0c 14 04 00 00 05 6250" "02 0102 d3f9")
 
 
 def test_header_size_range():
-    # FORMAT.md §3: 22 to 48 bytes
-    assert len(Header(HASH, 1, 1).to_bytes()) == 22
+    # FORMAT.md §3: 23 to 49 bytes (version 3: 22 to 48)
+    assert len(Header(HASH, 1, 1).to_bytes()) == 23
+    assert len(Header(HASH, 1, 1, version=3).to_bytes()) == 22
     largest = Header(HASH, MAX_SIDE, MAX_PIXELS // MAX_SIDE, tile=MAX_SIDE, seed=2**64 - 1, body_bytes=2**62 - 1)
-    assert len(largest.to_bytes()) == 44
-    assert len(replace(largest, variance=VarianceChoice.OPTIMAL, variance_table=HASH).to_bytes()) == 48
+    assert len(largest.to_bytes()) == 45
+    assert len(replace(largest, variance=VarianceChoice.OPTIMAL, variance_table=HASH).to_bytes()) == 49
+    assert len(replace(largest, variance=VarianceChoice.OPTIMAL, variance_table=HASH, version=3).to_bytes()) == 48
 
 
 def test_flipping_any_header_byte_is_refused():
@@ -289,10 +304,10 @@ def test_bad_magic():
 
 
 def test_unsupported_version():
-    with pytest.raises(FormatError, match="version 4 is not supported.*reads 1, 2, 3"):
-        unpack(raw_header(version=4))
-    with pytest.raises(FormatError, match="version 4 is not supported"):
-        Header(HASH, 1, 1, version=4)
+    with pytest.raises(FormatError, match="version 5 is not supported.*reads 1, 2, 3, 4"):
+        unpack(raw_header(version=5))
+    with pytest.raises(FormatError, match="version 5 is not supported"):
+        Header(HASH, 1, 1, version=5)
     with pytest.raises(FormatError, match="version 0 is not supported"):
         unpack(raw_header(version=0))
 
@@ -397,7 +412,7 @@ def test_pack_unpack_round_trip():
     assert u.header == replace(h, body_bytes=219)
     assert u.records == RECORDS
     assert u.truncated is False
-    assert u.header_bytes == len(replace(h, body_bytes=219).to_bytes()) == 35
+    assert u.header_bytes == len(replace(h, body_bytes=219).to_bytes()) == 36
     assert u.record_bytes == [3, 4, 204, 8]
     assert u.header_bytes + sum(u.record_bytes) == len(data)
 
@@ -413,8 +428,8 @@ def test_pack_sets_body_bytes():
     # the body_bytes a header is given is ignored
     assert pack(replace(h, body_bytes=999), RECORDS) == pack(h, RECORDS)
     # header_bytes is the parsed header's length: a longer body needs a longer varint
-    assert unpack(pack(h, [])).header_bytes == 34
-    assert unpack(pack(h, [bytes(200)] * 100)).header_bytes == 36  # body 20400 bytes, 3-byte varint
+    assert unpack(pack(h, [])).header_bytes == 35
+    assert unpack(pack(h, [bytes(200)] * 100)).header_bytes == 37  # body 20400 bytes, 3-byte varint
 
 
 def test_header_only_file():
@@ -491,7 +506,7 @@ def test_flipping_any_byte_is_refused():
     # length too) and the header declares where the file ends, so no single-byte change passes.
     h = full_header()
     data = pack(h, RECORDS)
-    assert len(data) == 254
+    assert len(data) == 255
     for k in range(len(data)):
         for mask in (1, 2, 4, 8, 16, 32, 64, 128, 0xFF):
             bad = bytearray(data)
@@ -675,7 +690,7 @@ def test_a_record_cut_inside_its_crc_is_checked_as_far_as_it_goes():
 
 
 # FORMAT.md §3: the values each one-byte header field may take.
-DOCUMENTED = {"version": range(1, 4), "flags0": range(0, 3), "flags1": range(0, 4), "schedule_id": range(0, 256),
+DOCUMENTED = {"version": range(1, 5), "selection": range(4, 256), "flags0": range(0, 3), "flags1": range(0, 4), "schedule_id": range(0, 256),
               "t_stop": range(1, 100), "groups": range(1, 256), "log2_candidates": range(1, 21),
               "quarter": range(1, 256)}
 

@@ -1,6 +1,6 @@
 """Damaged files give the project's own errors, never another exception.
 
-A seeded, bounded loop mutates the golden files (tests/golden/*.ddc, format versions 1 to 3):
+A seeded, bounded loop mutates the golden files (tests/golden/*.ddc, format versions 1 to 4):
 bit flips, inserted, deleted and duplicated bytes, truncations, records duplicated, swapped or
 dropped (as raw bytes, and re-framed with valid checksums), header fields changed (with the
 header CRC recomputed) and record payloads changed (with the record CRC recomputed). Each result
@@ -30,7 +30,7 @@ from diffcodec.codec import SCHEDULES, decompress
 from diffcodec.errors import DiffcodecError
 from diffcodec.plan import make_plan
 
-GOLDEN = sorted((Path(__file__).parent / "golden").glob("*_default_*.ddc"))  # versions 1, 2, 3
+GOLDEN = sorted((Path(__file__).parent / "golden").glob("*_default_*.ddc"))  # versions 1 to 4
 SEED = 20260601
 MUTATIONS_PER_FILE = 80
 PIXEL_LIMIT = 48 * 48  # golden files are 32×32; a mutated size above this is refused from the header
@@ -46,7 +46,8 @@ def header_fields(data: bytes) -> dict:
             "flags1": header_flags1(header), "schedule_id": header.schedule_id,
             "t_stop": header.t_stop, "groups": header.groups, "log2_candidates": header.log2_candidates,
             "chunk_quarter_bits": header.chunk_quarter_bits, "tile": header.tile, "seed": header.seed,
-            "body_bytes": header.body_bytes, "variance_table": header.variance_table}
+            "body_bytes": header.body_bytes, "variance_table": header.variance_table,
+            "selection": header.selection}
 
 
 def header_flags1(header: Header) -> int:
@@ -58,7 +59,8 @@ def header_flags1(header: Header) -> int:
 def raw_header(f: dict) -> bytes:
     """Header bytes for any field values (no range checks), with a matching CRC."""
     body = b"".join([MAGIC, bytes([f["version"]]), f["model_hash"], write_varint(f["width"]),
-                     write_varint(f["height"]), bytes(f[name] for name in ONE_BYTE), write_varint(f["tile"]),
+                     write_varint(f["height"]), bytes(f[name] for name in ONE_BYTE),
+                     bytes([f.get("selection", 4)]) if f["version"] >= 4 else b"", write_varint(f["tile"]),
                      write_varint(f["seed"]), f.get("variance_table", b""), write_varint(f["body_bytes"])])
     return body + crc16(body).to_bytes(2, "little")
 
@@ -109,7 +111,7 @@ def change_payload(rng, payload: bytes) -> bytes:
 def field_value(rng, name: str, old):
     if name == "model_hash":
         return rng.integers(0, 256, 4, dtype=np.uint8).tobytes()
-    if name in ONE_BYTE or name == "version":
+    if name in ONE_BYTE or name in ("version", "selection"):
         return int(rng.choice([0, 1, 2, 3, 4, 99, 100, 127, 128, 254, 255, old + 1, old - 1, rng.integers(256)])) % 256
     if name in ("width", "height"):
         return int(rng.choice([0, 1, 2, 3, 5, 31, 33, 40, 48, 49, 64, 4096, 65536, 65537, 2**40]))
@@ -199,11 +201,11 @@ def model():
 
 
 def test_mutated_golden_files_give_only_the_projects_errors(model, one_thread):
-    assert len(GOLDEN) == 3
+    assert len(GOLDEN) == 5  # versions 1, 2, 3 and 4 (greedy, exact PFR)
     outcomes, kinds, unexpected = fuzz(model, MUTATIONS_PER_FILE)
     print(f"\n{sum(outcomes.values())} mutations: {dict(kinds)}\noutcomes: {dict(outcomes)}")
     assert not unexpected, "\n".join(unexpected[:3])
-    assert sum(outcomes.values()) == 3 * MUTATIONS_PER_FILE
+    assert sum(outcomes.values()) == len(GOLDEN) * MUTATIONS_PER_FILE
     # the loop reaches every kind of mutation, and both clean decodes and errors
     assert set(kinds) == {"flip", "insert", "delete", "truncate", "duplicate", "duplicate-framed", "swap",
                           "swap-framed", "drop-framed", "header", "payload"}

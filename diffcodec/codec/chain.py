@@ -26,6 +26,7 @@ from bitstream.channel import IndexModel
 from bitstream.channel import reconstruct as channel_reconstruct
 from bitstream.container import Header, ImageMode, VarianceChoice
 from bitstream.noise import SharedNoise
+from bitstream.noise32 import SharedNoise32
 
 from ..checkpoint import Model
 from ..diffusion import GaussianDiffusion
@@ -100,8 +101,15 @@ class Chain:
         self.diffusion = GaussianDiffusion(full.respace(plan.boundaries))
         self.step_of = {int(t): k + 1 for k, t in enumerate(self.diffusion.schedule.timesteps)}
         self.prior_variance = prior_variances(model, header, self.diffusion.schedule)
-        self.noise = SharedNoise(header.seed)
-        self.index_model = IndexModel(header.log2_candidates, header.chunk_bits, portable=not self.legacy)
+        # version 4: Philox4x32 and float32 normals from basic operations (``bitstream.noise32``)
+        self.noise = SharedNoise32(header.seed) if header.version >= 4 else SharedNoise(header.seed)
+        self.index_model = IndexModel(header.log2_candidates, header.chunk_bits, portable=not self.legacy,
+                                      uniform=header.greedy)
+        # greedy files code a one-chunk step (KL ≤ B: a small call) by exact PFR under the Zipf law of
+        # budget B/2, since a k-bit index would cost far more than its KL (FORMAT.md §6)
+        self.small_call_model = (IndexModel(header.log2_candidates, header.chunk_bits / 2) if header.greedy
+                                 else self.index_model)
+        self.levels_carry_over = header.version >= 4  # a record's first level change is from the last level
         self.level_model = chunking.LevelModel(portable=not self.legacy)
 
     def x_T(self) -> torch.Tensor:
@@ -129,15 +137,38 @@ class Chain:
         mean, var = self.diffusion.q_posterior(x0, x_t, k)
         return mean.flatten().numpy(), math.sqrt(float(var.flatten()[0]))
 
+    def index_model_for(self, level: int) -> IndexModel:
+        """The law of the indices of a step at ``level``."""
+        return self.small_call_model if level == 0 else self.index_model
+
+    def small_call(self, level: int) -> bool:
+        """Whether a step at ``level`` is coded by exact PFR although the file's rule is greedy."""
+        return level == 0 and self.header.greedy
+
+    def order(self, step: int) -> np.ndarray:
+        """The step's shared permutation of the dimensions (its chunks are contiguous slices)."""
+        return chunking.permutation(self.noise, (step, 0), self.dims)
+
     def parts(self, step: int, level: int) -> list[np.ndarray]:
-        order = chunking.permutation(self.noise, (step, 0), self.dims)
-        return chunking.split(order, chunking.chunk_count(level))
+        return chunking.split(self.order(step), chunking.chunk_count(level))
+
+    def chunk_sizes(self, level: int) -> np.ndarray:
+        """Sizes of the chunks of ``parts`` (``numpy.array_split``: the first D mod m are one longer)."""
+        m = chunking.chunk_count(level)
+        sizes = np.full(m, self.dims // m, dtype=np.int64)
+        sizes[:self.dims % m] += 1
+        return sizes
 
     def step_from_indices(self, x_t: torch.Tensor, eps: torch.Tensor, step: int, t: int, level: int,
                           indices: list[int]) -> torch.Tensor:
         """x_s rebuilt from one coded step's level and candidate indices (what a decoder does)."""
         _, p_mean, p_std = self.prior(x_t, t, eps)
         x_s = np.empty(self.dims)
+        if isinstance(self.noise, SharedNoise32):  # every chunk's candidate in one pass
+            order = self.order(step)
+            z = self.noise.selected_normals32(step, self.chunk_sizes(level), indices).astype(np.float64)
+            x_s[order] = p_mean[order] + p_std * z
+            return torch.from_numpy(x_s).view(self.shape)
         for j, (idx, n) in enumerate(zip(self.parts(step, level), indices, strict=True)):
             x_s[idx] = channel_reconstruct(n, p_mean[idx], p_std, self.noise, (step, j + 1))
         return torch.from_numpy(x_s).view(self.shape)

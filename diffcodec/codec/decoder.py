@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from bitstream import chunks as chunking
 from bitstream import guarded_rounding, interlaced, residual
 from bitstream.container import FormatError, Header, ImageMode, crc16, unpack
+from bitstream.selection import SelectionRule
 
 from ..checkpoint import Model
 from ..images import CodecImage
@@ -29,7 +29,7 @@ from .chain import (
     to_uint8,
 )
 from .limits import DEFAULT_MAX_PIXELS, check_pixels
-from .records import RecordReader
+from .records import read_steps
 
 @dataclass
 class Decoded:
@@ -118,12 +118,11 @@ def decompress(data: bytes, model: Model, upto_t: int | None = None,
             x0 = reconstruct(chain.full_schedule, model.eps_fn, x, t, how, steps=steps, seed=header.seed)
         return _image(to_uint8(x0, h, w), header.mode, alpha)
 
+    level = 0
     for r, payload in enumerate(records[:len(channel_records)]):
-        reader = RecordReader(payload, r + offset)
-        for step, t, s in channel_records[r]:
-            level = reader.level(chain.level_model, chain.dims)
-            indices = [reader.index(chain.index_model) for _ in range(chunking.chunk_count(level))]
-            x = chain.step_from_indices(x, eps, step, t, level, indices)
+        coded, level = read_steps(payload, r + offset, channel_records[r], chain, level)
+        for step, t, s, step_level, indices in coded:
+            x = chain.step_from_indices(x, eps, step, t, step_level, indices)
             eps = chain.eps(x, s)
             t_now = s
             done += 1
@@ -218,6 +217,8 @@ def describe(data: bytes) -> dict:
               "log2_candidates": h.log2_candidates, "chunk_bits": h.chunk_bits, "seed": h.seed}
     if h.variance_table:
         header["variance_table"] = h.variance_table.hex()
+    if h.version >= 4:
+        header["selection"] = SelectionRule.from_byte(h.selection).describe()
     return {"header": header, "header_bytes": u.header_bytes, "file_bytes": len(data),
             "bpp": len(data) * 8 / (h.width * h.height), "boundaries": list(plan.boundaries),
             "coded_steps": plan.num_steps, "records": records, "truncated": u.truncated}

@@ -12,7 +12,8 @@ import torch
 from bitstream import chunks as chunking
 from bitstream import guarded_rounding, interlaced
 from bitstream.channel import log_weight_coefficients
-from bitstream.container import Header, ImageMode, RecordLayout, VarianceChoice, crc16, pack, unpack
+from bitstream.container import VERSION, Header, ImageMode, RecordLayout, VarianceChoice, crc16, pack, unpack
+from bitstream.selection import EXACT, GREEDY, SelectionRule, select_step, step_coefficients
 
 from ..checkpoint import Model
 from ..images import CodecImage
@@ -43,6 +44,8 @@ class CodecConfig:
     variance: VarianceChoice | None = None  # None: OPTIMAL when the model has an error table, else POSTERIOR
     layout: RecordLayout | None = None  # None: COARSE below 256×256 pixels, else EVERY_STEP
     seed: int = 0
+    selection: SelectionRule | None = None  # None: DEFAULT_SELECTION (version 3: exact PFR only)
+    version: int = VERSION  # format version written: 4, or 3 (exact PFR, Philox4x64 noise)
 
 
 @dataclass(frozen=True)
@@ -132,13 +135,31 @@ class Encoded:
 CPU_CALLS = (12, 5.0)  # the CPU's compiled loop: ~8 s a CIFAR-10 image at full rate on 2 cores
 GPU_CALLS = (16, 8.0)  # a GPU scores 2**16 candidates of a call at once; calls of 10 or 12 bits with
 # 2**16 candidates pull the sample 0.2σ and 0.44σ towards the prior, 8 bits by 0.02σ (benchmarks.channel_overhead)
+# Greedy selection sends k bits a call whatever its KL, so its calls carry more: about k − 2 bits.
+GREEDY_SLACK_BITS = 2.0
+GREEDY_CPU_CALLS = (12, 10.0)
+GREEDY_GPU_CALLS = (16, 14.0)
+DEFAULT_SELECTION = GREEDY
+
+
+def selection_rule(config: CodecConfig) -> SelectionRule:
+    """The config's selection rule, or the default (version 3 files know exact PFR only)."""
+    if config.version < 4:
+        if config.selection not in (None, EXACT):
+            raise ValueError("format version 3 codes exact PFR only")
+        return EXACT
+    return config.selection if config.selection is not None else DEFAULT_SELECTION
 
 
 def call_size(config: CodecConfig, model: Model) -> tuple[int, float]:
-    """(log2 candidates, bits per call): the config's, or the defaults of the model's device."""
-    k, bits = GPU_CALLS if model.device.type != "cpu" else CPU_CALLS
-    return (config.log2_candidates if config.log2_candidates is not None else k,
-            config.chunk_bits if config.chunk_bits is not None else bits)
+    """(log2 candidates, bits per call): the config's, or the defaults of the rule and the model's device."""
+    gpu = model.device.type != "cpu"
+    greedy = selection_rule(config).greedy
+    k, bits = (GREEDY_GPU_CALLS if gpu else GREEDY_CPU_CALLS) if greedy else (GPU_CALLS if gpu else CPU_CALLS)
+    k = config.log2_candidates if config.log2_candidates is not None else k
+    if config.chunk_bits is not None:
+        return k, config.chunk_bits
+    return k, (max(1.0, k - GREEDY_SLACK_BITS) if greedy else bits)
 
 
 def _header(model: Model, image: CodecImage, config: CodecConfig, t_stop: int) -> Header:
@@ -157,7 +178,7 @@ def _header(model: Model, image: CodecImage, config: CodecConfig, t_stop: int) -
     table = model.error_table.short_hash if variance is VarianceChoice.OPTIMAL else b""
     return Header(model_hash(model), image.width, image.height, image.mode, variance, layout,
                   schedule_id(model), t_stop, config.groups, 0, log2_candidates, quarter, config.seed,
-                  variance_table=table)
+                  version=config.version, variance_table=table, selection=selection_rule(config).byte)
 
 
 @torch.no_grad()
@@ -179,7 +200,8 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
     h, w = image.height, image.width
     padded = pad_to_factor(image.rgb, model.unet_config.downsampling_factor)
     chain = Chain(model, header, plan, padded.shape[:2])
-    scorer = candidate_scorer(model)
+    rule = selection_rule(config)
+    scorer = candidate_scorer(model) if header.version < 4 else log_weights_function(model)
     x0 = to_model(padded)
     records: list[bytes] = []
     if image.mode is ImageMode.RGBA:
@@ -192,8 +214,9 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
     done = 0
     stop_here = False
     budget = None if stop.bpp is None else stop.bpp * h * w / 8  # bytes
+    last_level = 0
     for r, steps in enumerate(plan.record_steps()):
-        enc = RecordWriter()
+        enc = RecordWriter(last_level if chain.levels_carry_over else 0)
         for step, t, s in steps:
             x0_hat, p_mean, p_std = chain.prior(x, t, eps)
             q_mean, q_std = chain.posterior(x0, x, t)
@@ -201,16 +224,21 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
             kl_bits = float(kl_dims.sum() / math.log(2))
             level = chunking.level_for(kl_bits, header.chunk_bits, chain.dims)
             coded = enc.level(chain.level_model, level)
-            parts = chain.parts(step, level)
-            coefficients = [log_weight_coefficients(q_mean[idx], q_std, p_mean[idx], p_std) for idx in parts]
-            indices = scorer.best_indices(header.seed, [(step, j + 1) for j in range(len(parts))], coefficients,
-                                          header.log2_candidates)
+            if header.version >= 4:
+                a, b = step_coefficients(q_mean, q_std, p_mean, p_std, chain.order(step))
+                indices = select_step(header.seed, step, a, b, chain.chunk_sizes(level), header.log2_candidates,
+                                      EXACT if chain.small_call(level) else rule, scorer)
+            else:
+                parts = chain.parts(step, level)
+                coefficients = [log_weight_coefficients(q_mean[idx], q_std, p_mean[idx], p_std) for idx in parts]
+                indices = scorer.best_indices(header.seed, [(step, j + 1) for j in range(len(parts))], coefficients,
+                                              header.log2_candidates)
             for n in indices:
-                coded += enc.index(chain.index_model, n)
+                coded += enc.index(chain.index_model_for(level), n)
             coded_steps.append((step, t, s, level, indices))
             x = chain.step_from_indices(x, eps, step, t, level, indices)  # exactly what a decoder rebuilds
             eps = chain.eps(x, s)
-            steps_out.append({"step": step, "t": t, "s": s, "kl_bits": kl_bits, "chunks": len(parts),
+            steps_out.append({"step": step, "t": t, "s": s, "kl_bits": kl_bits, "chunks": len(indices),
                               "ideal_coded_bits": coded})
             done += 1
             if progress:
@@ -220,6 +248,7 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
                 break
         if stop_here:
             break
+        last_level = enc.last_level
         records.append(enc.finish())
         sizes.append(len(pack(header, records)))
         t_now = plan.t_after_record(r)
@@ -255,7 +284,8 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
              "bpp": len(data) * 8 / (h * w), "steps": steps_out, "records": record_out, "lossless": lossless,
              "config": {"t_stop": header.t_stop, "groups": header.groups, "log2_candidates": header.log2_candidates,
                         "chunk_bits": header.chunk_bits, "variance": header.variance.name.lower(),
-                        "layout": header.layout.name.lower(), "seed": header.seed}}
+                        "layout": header.layout.name.lower(), "seed": header.seed,
+                        "selection": rule.describe(), "version": header.version}}
     stats["record_count"] = len(records)
     if retry:  # only the lossless record met the target: the full-rate file may be smaller
         def more(d, t):
@@ -280,6 +310,20 @@ def candidate_scorer(model: Model):
     from bitstream.torch_scoring import TorchScorer
 
     return TorchScorer(str(model.device))
+
+
+def log_weights_function(model: Model):
+    """The version-4 scorer of the model's device (``bitstream.selection``): the compiled CPU
+    kernel, or torch on the model's GPU; both compute the same normals bit for bit."""
+    if model.device.type == "cpu":
+        from bitstream.kernels32 import log_weights_step  # numba: imported by the encoder only
+
+        return log_weights_step
+    import functools
+
+    from bitstream.torch_noise32 import log_weights_step
+
+    return functools.partial(log_weights_step, device=str(model.device))
 
 
 def _target(stop: Stop, stats: dict) -> dict:

@@ -13,9 +13,13 @@ from .chain import CodecError
 class RecordWriter:
     """One range-coded stream per record: level changes and candidate indices, in order."""
 
-    def __init__(self):
+    def __init__(self, prev_level: int = 0):
         self._enc = constriction.stream.queue.RangeEncoder()
-        self._prev_level = 0
+        self._prev_level = prev_level  # version 4: the previous record's last level; else 0
+
+    @property
+    def last_level(self) -> int:
+        return self._prev_level
 
     def level(self, lm: chunking.LevelModel, level: int) -> float:
         delta = level - self._prev_level
@@ -37,10 +41,10 @@ class RecordWriter:
 
 
 class RecordReader:
-    def __init__(self, payload: bytes, record: int):
+    def __init__(self, payload: bytes, record: int, prev_level: int = 0):
         data = payload + b"\0" * (-len(payload) % 4)
         self._dec = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
-        self._prev_level = 0
+        self._prev_level = prev_level
         self.record = record
 
     def _decode(self, model) -> int:
@@ -58,3 +62,16 @@ class RecordReader:
 
     def index(self, im: IndexModel) -> int:
         return self._decode(im.model)
+
+
+def read_steps(payload: bytes, record: int, steps, chain, prev_level: int = 0) -> tuple[list, int]:
+    """The symbols of one channel record: ``(step, t, s, level, indices)`` for each of its plan's
+    ``steps``, and its last level (where version 4's next record starts; ``chain.Chain`` says which
+    law codes the indices at each level)."""
+    reader = RecordReader(payload, record, prev_level if chain.levels_carry_over else 0)
+    out, level = [], prev_level
+    for step, t, s in steps:
+        level = reader.level(chain.level_model, chain.dims)
+        index_model = chain.index_model_for(level)
+        out.append((step, t, s, level, [reader.index(index_model) for _ in range(chunking.chunk_count(level))]))
+    return out, level

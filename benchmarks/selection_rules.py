@@ -9,6 +9,13 @@ chain as the decoder), pooled over images as the PSNR of the mean MSE.  ``z`` is
 standardised against q(x_t|x_0): mean, variance and KS distance per record, averaged over images
 (1, 1 and ~0.015 for a sample of q on 32×32; greedy under-disperses).
 
+With ``--bound`` (a stored ``diffcodec nll`` JSON of the same model and images, e.g.
+``benchmarks/results/cifar10/nll_cifar10_first20.json``) each setting is also set against the
+model's ideal curve: the bound's cumulative rate once x_t is held against the PSNR of its x̂_0 there
+(σ*², the variances the files are coded with), sampled at 30 points evenly spaced in PSNR; the
+BD-rate of real files against it is "how much of the model's curve the files reach".
+``--from-json`` re-reads a run's rows instead of encoding, and ``--first N`` keeps its first N images.
+
 Usage:
   python -m benchmarks.selection_rules --dataset cifar10 --limit 32 --model cifar10 \\
       --settings 3:pfr:12:5 4:pfr:12:5 4:greedy:12:10 --json out.json
@@ -41,8 +48,8 @@ class Setting:
 
     @classmethod
     def parse(cls, text: str) -> "Setting":
-        version, rule, k, bits = text.split(":")
-        return cls(int(version), rule, int(k), float(bits))
+        version, *rule, k, bits = text.split(":")  # the rule may hold a colon (tempered:λ)
+        return cls(int(version), ":".join(rule), int(k), float(bits))
 
     @property
     def label(self) -> str:
@@ -72,18 +79,35 @@ def _encode(job):
 def curve(rows: list[dict], pixels: int) -> dict:
     """Operating points of one setting: per record, mean bpp and PSNR of the pooled MSE."""
     n_records = min(len(r["records"]) for r in rows)
-    bpp, psnr, t, z = [], [], [], []
+    bpp, psnr, psnr_per_image, t, z = [], [], [], [], []
     for i in range(n_records):
         recs = [r["records"][i] for r in rows]
         bpp.append(float(np.mean([x["file_bytes"] for x in recs])) * 8 / pixels)
         mse = np.mean([255.0**2 / 10 ** (x["psnr_mean"] / 10) for x in recs])
         psnr.append(10 * math.log10(255.0**2 / mse))
+        psnr_per_image.append(float(np.mean([x["psnr_mean"] for x in recs])))
         t.append(recs[0]["t"])
         z.append({key: float(np.mean([x[key] for x in recs])) for key in ("z_mean", "z_var", "z_ks")})
     kl = sum(r["kl_bits"] for r in rows)
-    return {"bpp": bpp, "psnr": psnr, "t": t, "z": z, "coded_over_kl": sum(r["coded_bits"] for r in rows) / kl,
+    return {"bpp": bpp, "psnr": psnr, "psnr_per_image": psnr_per_image, "t": t, "z": z, "coded_over_kl": sum(r["coded_bits"] for r in rows) / kl,
             "overhead_bits_per_call": (sum(r["coded_bits"] for r in rows) - kl) / sum(r["calls"] for r in rows),
             "seconds_median": float(np.median([r["seconds"] for r in rows]))}
+
+
+def ideal_curve(bound: dict, variance: str = "optimal", points: int = 30, low: float = 15.0,
+                high: float = 45.0) -> dict:
+    """The model's own rate–distortion curve from a stored bound: for t = 1000 … 1, the cumulative
+    rate (bpp = 3 · bits/dim) once x_t is held against the PSNR of the pooled RMSE of x̂_0 at t,
+    resampled at ``points`` PSNRs evenly spaced over its range within [low, high] dB."""
+    cum = np.asarray(bound["by_variance"][variance]["cumulative_rate_bits_per_dim"])  # after 1, 2, … steps
+    rmse = np.asarray(bound["rmse_0_255_by_t"])  # at t = 1 … 1000
+    t = np.arange(1000, 0, -1)
+    rate = 3 * cum[1000 - t]  # held x_t after T − t + 1 steps
+    psnr = 20 * np.log10(255.0 / rmse[t - 1])
+    order = np.argsort(psnr)
+    lo, hi = max(low, psnr.min()), min(high, psnr.max())
+    grid = np.linspace(lo, hi, points)
+    return {"bpp": np.interp(grid, psnr[order], rate[order]).tolist(), "psnr": grid.tolist(), "variance": variance}
 
 
 def main(argv=None) -> int:
@@ -96,12 +120,33 @@ def main(argv=None) -> int:
                                                                          Setting.parse("4:greedy:12:10")])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None, help="write the curves and per-image rows here")
+    ap.add_argument("--bound", type=Path, default=None, help="the model's bound on the same images (nll JSON)")
+    ap.add_argument("--from-json", type=Path, default=None, help="rows of an earlier run instead of encoding")
+    ap.add_argument("--classic", nargs="*", default=[], help="classic codecs to set against, on the same images "
+                    "by mean per-image PSNR (e.g. avif webp)")
+    ap.add_argument("--first", type=int, default=None, help="only the first N images of the rows")
     args = ap.parse_args(argv)
     images = load(args.dataset, args.limit, args.crop)
     pixels = images[0].rgb.shape[0] * images[0].rgb.shape[1]
-    jobs = [(im.name, im.rgb, args.model, s) for s in args.settings for im in images]
-    with mp.get_context("spawn").Pool(args.workers, initializer=worker_setup) as pool:
-        rows = pool.map(_encode, jobs, chunksize=1)
+    if args.from_json:
+        rows = json.loads(args.from_json.read_text())["rows"]
+    else:
+        jobs = [(im.name, im.rgb, args.model, s) for s in args.settings for im in images]
+        with mp.get_context("spawn").Pool(args.workers, initializer=worker_setup) as pool:
+            rows = pool.map(_encode, jobs, chunksize=1)
+    if args.first:
+        keep = {im.name for im in images[:args.first]}
+        rows = [r for r in rows if r["image"] in keep]
+        images = images[:args.first]
+    ideal = ideal_curve(json.loads(args.bound.read_text())) if args.bound else None
+    if ideal and json.loads(args.bound.read_text())["images"] != len(images):
+        raise SystemExit(f"the bound covers {json.loads(args.bound.read_text())['images']} images, not {len(images)}")
+    classic = {}
+    if args.classic:
+        from .classic import sweep
+        from .pillow_codecs import Codec
+
+        classic = {name: sweep(Codec(name), images) for name in args.classic}
     curves = {s.label: curve([r for r in rows if r["setting"] == s.label], pixels) for s in args.settings}
     base = args.settings[0].label
     print(f"{args.dataset} {len(images)} images{f' (centre crops {args.crop})' if args.crop else ''}, "
@@ -111,13 +156,23 @@ def main(argv=None) -> int:
         print(f"\n{label}: coded/KL {c['coded_over_kl']:.3f}, {c['overhead_bits_per_call']:.2f} bits over KL a call, "
               f"encode median {c['seconds_median']:.1f} s, BD-rate vs {base}: "
               + ("n/a" if rate is None else f"{rate:+.1f} %"))
+        if ideal:
+            vs_ideal = bd_rate(ideal["bpp"], ideal["psnr"], c["bpp"], c["psnr"])
+            c["bd_rate_vs_ideal"] = vs_ideal
+            print("   BD-rate vs the model's ideal curve (σ*², 30 points even in PSNR): "
+                  + ("n/a" if vs_ideal is None else f"{vs_ideal:+.1f} %"))
+        for name, res in classic.items():
+            vs = bd_rate(res["bpp"], res["psnr-rgb"], c["bpp"], c["psnr_per_image"])
+            c[f"bd_rate_vs_{name}"] = vs
+            print(f"   BD-rate vs {name} (mean per-image PSNR, same images): "
+                  + ("n/a" if vs is None else f"{vs:+.1f} %"))
         print("   t   " + " ".join(f"{t:>7}" for t in c["t"]))
         print("   bpp " + " ".join(f"{b:7.3f}" for b in c["bpp"]))
         print("   dB  " + " ".join(f"{p:7.2f}" for p in c["psnr"]))
         print("   zvar" + " ".join(f"{z['z_var']:7.3f}" for z in c["z"]))
         print("   zks " + " ".join(f"{z['z_ks']:7.3f}" for z in c["z"]))
     if args.json:
-        args.json.write_text(json.dumps({"curves": curves, "rows": rows}, indent=1))
+        args.json.write_text(json.dumps({"curves": curves, "ideal": ideal, "classic": classic, "rows": rows}, indent=1))
     return 0
 
 

@@ -528,7 +528,7 @@ def _say_estimate(name, model, image, config, stop) -> None:
     hint = f"; --candidates {faster[0]}: {faster[1].describe()}" if faster else ""
     if torch.cuda.is_available():
         hint += "; --device cuda runs it on this machine's GPU"
-    click.echo(f"note: {name}: encoding {image.width}×{image.height} with 2^{call_size(config, model)[0]} "
+    click.echo(f"note: {name}: encoding {image.width}×{image.height} with 2^{call_size(config, model, image.width * image.height)[0]} "
                f"candidates takes {estimate.describe()} on 2 idle CPU cores ({estimate.steps} coded steps){hint}; "
                f"time grows with the pixels", err=True)
 
@@ -566,10 +566,10 @@ Examples:
               help="Coded steps from T down to t-stop (log-spaced; encoder time grows with it).")
 @click.option("--candidates", "log2_candidates", default=None, type=click.IntRange(1, 20),
               help="log2 of the candidates per channel-simulation call (encoder time grows as 2^this). "
-                   "[default: 12 on a CPU, 16 on a GPU]")
+                   "[default: 16 on a GPU; on a CPU 16 up to 64×64 pixels, else 12 (pfr: 12)]")
 @click.option("--chunk-bits", default=None, type=click.FloatRange(0.25, 63.75),
-              help="KL budget per call in bits (a multiple of 1/4). [default: k − 2 for greedy (10 on a CPU, 14 on "
-                   "a GPU), 5 and 8 for pfr]")
+              help="KL budget per call in bits (a multiple of 1/4). [default: k − 2 for greedy, 5 (CPU) and 8 "
+                   "(GPU) for pfr]")
 @click.option("--selection", default="greedy", show_default=True, metavar="RULE",
               help="Which candidate a call sends: greedy (the largest weight, index in k bits: the smallest "
                    "files), pfr (exact Poisson functional representation: every x_t a sample of q, for the flow "

@@ -121,11 +121,16 @@ def test_cli_warns_when_the_budget_is_missed_and_counts_records_like_decode_and_
 
 
 def test_estimate_grows_with_the_work(model):
-    config = CodecConfig()
+    config = CodecConfig(log2_candidates=12)  # the default is 2^16 up to 64×64 pixels
+    assert estimate_encode(model, 32, 32, CodecConfig(), Stop()).seconds > estimate_encode(model, 32, 32, config,
+                                                                                           Stop()).seconds
     small, big = (estimate_encode(model, s, s, config, Stop()) for s in (32, 128))
     assert big.seconds > 16 * small.seconds * 0.9 and small.seconds > 0
     cheap = estimate_encode(model, 128, 128, CodecConfig(log2_candidates=8), Stop())
-    assert cheap.seconds < big.seconds / 4
+    assert cheap.seconds < big.seconds  # fewer candidates to score
+    v3 = [estimate_encode(model, 128, 128, CodecConfig(log2_candidates=k, version=3), Stop()) for k in (12, 8)]
+    assert v3[1].seconds < v3[0].seconds / 4  # version 3's scoring was most of the work ...
+    assert big.seconds < v3[0].seconds / 4  # ... and version 4 scores 30 × faster
     lossy = estimate_encode(model, 128, 128, config, Stop(psnr=35.0))
     assert lossy.at_most and not lossy.lossless and lossy.seconds < big.seconds  # no float64 replay
     assert big.lossless and not big.at_most and big.steps == 40

@@ -11,8 +11,12 @@ attention compares every pair of positions at a quarter of the resolution):
     net(P) = a·P + b·P²,  calls ≈ steps + KL/B,  KL ≈ RATE_BITS_PER_DIM · 3P
 
 The constants (``CPU_2_CORES``) are for 2 idle cores of an AMD EPYC: ``python -m
-benchmarks.encode_cost --threads 1`` measured one core (network passes and scoring, minimum of
-3; on a busy machine one thread gives steadier figures), halved for two. Full-rate encodes of
+benchmarks.encode_cost --threads 1`` measured one core's network passes (minimum of 3; on a busy
+machine one thread gives steadier figures), halved for two; version 4's scoring constants are
+``python -m benchmarks.scoring_speed --only-v4`` on 2 threads (whole selections: about 1.7e9
+candidate-dimensions a second, and some 30 ns a candidate a call for PFR's arrival times).
+Version 3's scoring (``CPU_2_CORES_V3``) was 30 × slower per candidate-dimension.  The figures
+below were measured with version 3's constants. Full-rate encodes of
 32×32 (2^12 candidates), 64×64 (2^8) and 96×96 (2^10) crops on one thread took 25.8, 12.3 and
 58.3 s against 20.5, 12.3 and 59.6 s estimated (twice the 2-core figure); a CIFAR-10 image on
 two idle cores took 7.9 s (``benchmarks/results/speed``: t_stop 10, no float64 replay),
@@ -50,7 +54,10 @@ class CostModel:
 
 
 CPU_2_CORES = CostModel(net32_per_pixel=5e-6, net32_per_pixel2=2.4e-11, net64_per_pixel=18e-6,
-                        net64_per_pixel2=8.4e-11, per_candidate_dim=18e-9, per_candidate_call=0.12e-6)
+                        net64_per_pixel2=8.4e-11, per_candidate_dim=0.6e-9, per_candidate_call=30e-9)
+# Format version 3's scoring (Philox4x64, float64 Box–Muller through libm, one candidate a thread)
+CPU_2_CORES_V3 = CostModel(net32_per_pixel=5e-6, net32_per_pixel2=2.4e-11, net64_per_pixel=18e-6,
+                           net64_per_pixel2=8.4e-11, per_candidate_dim=18e-9, per_candidate_call=0.12e-6)
 
 # KL of all channel steps, bits per dimension, for counting the calls (the shipped model: about
 # 0.65 down to t = 20 on CIFAR-10; photos cost less).
@@ -103,13 +110,16 @@ def format_seconds(s: float) -> str:
     return f"{s / 3600:.1f} h"
 
 
-def estimate_encode(model: Model, width: int, height: int, config, stop, cost: CostModel = CPU_2_CORES
+def estimate_encode(model: Model, width: int, height: int, config, stop, cost: CostModel | None = None
                     ) -> EncodeEstimate:
     """Seconds ``compress`` takes for a ``width``×``height`` image with ``config`` and ``stop``
-    (``CodecConfig``, ``Stop``) on the machine ``cost`` describes."""
+    (``CodecConfig``, ``Stop``) on the machine ``cost`` describes (None: 2 cores, for the file's
+    format version)."""
     from .encoder import call_size, reachable, resolve_t_stop
 
-    log2_candidates, chunk_bits = call_size(config, model)
+    if cost is None:
+        cost = CPU_2_CORES if config.version >= 4 else CPU_2_CORES_V3
+    log2_candidates, chunk_bits = call_size(config, model, width * height)
     f = model.unet_config.downsampling_factor
     padded_h, padded_w = height + (-height % f), width + (-width % f)
     pixels = padded_h * padded_w
@@ -127,11 +137,11 @@ def estimate_encode(model: Model, width: int, height: int, config, stop, cost: C
     return EncodeEstimate(seconds, steps, stop.full_rate, not stop.full_rate)
 
 
-def faster_setting(model: Model, width: int, height: int, config, stop, cost: CostModel = CPU_2_CORES):
+def faster_setting(model: Model, width: int, height: int, config, stop, cost: CostModel | None = None):
     """(a smaller ``log2_candidates``, its estimate) when that is faster, else None."""
     from .encoder import call_size
 
-    if call_size(config, model)[0] <= 8:
+    if call_size(config, model, width * height)[0] <= 8:
         return None
     cheaper = replace(config, log2_candidates=8)
     return 8, estimate_encode(model, width, height, cheaper, stop, cost)

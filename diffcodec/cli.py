@@ -605,9 +605,11 @@ def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path
     that cannot fit; when even the first record exceeds it, that file is written with a warning.
 
     \b
-    Time on 2 idle CPU cores (the shipped model, default settings, full rate):
-      32×32 about 10 s, 64×64 40 s, 128×128 3 min, 256×256 11 min, 512×512 50 min;
-      --candidates 8 is 4-7× faster (e.g. 128×128 in 30 s) at a slightly higher rate.
+    Time on 2 idle CPU cores (the shipped model, default settings; the estimates of
+    diffcodec/codec/cost.py, which the README's table lists):
+      full rate: 32×32 about 11 s, 64×64 50 s, 128×128 90 s, 256×256 5 min, 512×512 19 min
+      (above 128×128 mostly the float64 replay of the lossless record);
+      --bpp 0.5: 256×256 up to 90 s, 768×512 up to 8 min (with --max-pixels 0).
     Encodes estimated at over a minute print their estimate first.
     """
     from tqdm import tqdm

@@ -207,18 +207,19 @@ def _sums_pass(z0, z1, z2, z3, acc, b, boff, nfull, ntail, a32):
                 acc[lane] += np.float64(x2 * (a32 * x2 + b2))
 
 
+@numba.njit(inline="always")
+def _work_arrays():
+    """One task's words and normals: GROUP blocks of a TILE of candidates, lane-contiguous."""
+    n = GROUP * TILE
+    return (np.empty(n, np.uint32), np.empty(n, np.uint32), np.empty(n, np.uint32), np.empty(n, np.uint32),
+            np.empty(n, np.float32), np.empty(n, np.float32), np.empty(n, np.float32), np.empty(n, np.float32))
+
+
 @numba.njit(parallel=True, cache=True, error_model="numpy")
 def _log_weights_kernel(rk0, rk1, stepw, a32, b, offsets, chunk_ids, tiles, segs, part_start, acc_out):
     n_parts = part_start.size - 1
     for p in numba.prange(n_parts):
-        w0 = np.empty(GROUP * TILE, np.uint32)
-        w1 = np.empty(GROUP * TILE, np.uint32)
-        w2 = np.empty(GROUP * TILE, np.uint32)
-        w3 = np.empty(GROUP * TILE, np.uint32)
-        z0 = np.empty(GROUP * TILE, np.float32)
-        z1 = np.empty(GROUP * TILE, np.float32)
-        z2 = np.empty(GROUP * TILE, np.float32)
-        z3 = np.empty(GROUP * TILE, np.float32)
+        w0, w1, w2, w3, z0, z1, z2, z3 = _work_arrays()
         acc = np.empty(TILE, np.float64)
         for item in range(part_start[p], part_start[p + 1]):
             seg = item % segs
@@ -252,14 +253,7 @@ def _normals_kernel(rk0, rk1, stepw, chunk, start, count, d, out):
     nb = (d + 3) // 4
     tiles = (count + TILE - 1) // TILE
     for tile in numba.prange(tiles):
-        w0 = np.empty(GROUP * TILE, np.uint32)
-        w1 = np.empty(GROUP * TILE, np.uint32)
-        w2 = np.empty(GROUP * TILE, np.uint32)
-        w3 = np.empty(GROUP * TILE, np.uint32)
-        z0 = np.empty(GROUP * TILE, np.float32)
-        z1 = np.empty(GROUP * TILE, np.float32)
-        z2 = np.empty(GROUP * TILE, np.float32)
-        z3 = np.empty(GROUP * TILE, np.float32)
+        w0, w1, w2, w3, z0, z1, z2, z3 = _work_arrays()
         n0 = start + tile * TILE
         lanes = min(TILE, count - tile * TILE)
         for g0 in range(0, nb, GROUP):

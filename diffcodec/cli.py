@@ -687,7 +687,9 @@ def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path
                 bar.total = total
                 bar.update(done - bar.n)
             result = compress(img, model, config, stop, progress, max_pixels=limit)
-            bar.update(bar.total - bar.n)  # a lossy stop ends early: the work is done all the same
+            if bar.n < bar.total:  # a lossy stop ends early: the bar's total becomes the steps it coded
+                bar.total = bar.n
+                bar.refresh()
         write_output(target, result.data)
         st = result.stats
         last = st["records"][-1] if st["records"] else {"t": 1000, "psnr_mean": float("nan")}

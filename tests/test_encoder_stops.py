@@ -197,6 +197,17 @@ def test_decode_progress_has_a_total(model, tmp_path):
     assert re.search(r"\b0/6\b", bars[0]), bars  # the total from the first drawing on
 
 
+def test_an_early_stop_ends_its_encode_bar_at_the_steps_it_coded(tmp_path):
+    """The bar's total is the plan's steps and the lossless record (13 with 12 groups); an encode
+    that stops at --upto-t 500 codes 2 of them, and its bar ends there at 100 %, not at 13/13."""
+    img = tmp_path / "a.png"
+    Image.fromarray((np.arange(8 * 8 * 3) % 256).astype(np.uint8).reshape(8, 8, 3)).save(img)
+    result = run("encode", img, "-o", tmp_path / "a.ddc", "--upto-t", 500, "--groups", 12, "--candidates", 6)
+    bars = [s for s in re.split(r"[\r\n]", result.stderr) if s.startswith("encode:")]
+    assert result.exit_code == 0 and re.search(r"\b0/13\b", bars[0]), bars
+    assert re.search(r"100%.*\b2/2\b", bars[-1]), bars
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_record_size_lower_bound_never_exceeds_the_final_size(seed):
     """The budget check stops a record only when its bytes so far, at least, cannot fit."""

@@ -6,7 +6,8 @@ Encoding an image x_0 (``compress``):
 2. For each coded step t → s of the plan (``diffcodec.plan``), x_s ~ q(x_s|x_t, x_0) is sent
    by channel simulation against p_θ(x_s|x_t) = N(μ̃(x̂_0(x_t), x_t), σ²) (``bitstream.channel``):
    the step's dimensions are shuffled and split into chunks of about B bits of KL each
-   (``bitstream.chunks``), one candidate index per chunk, all range-coded.
+   (``bitstream.chunks``), one candidate index per chunk, chosen by the file's selection rule
+   (``bitstream.selection``: greedy by default, or exact PFR), all range-coded.
 3. x_0 is sent losslessly given x_{t_stop}: integer residuals around the rounded x̂_0 of the
    float64 reference chain, each
    predicted from its checkerboard neighbours and the planes before it, with a Gaussian law whose

@@ -52,12 +52,20 @@ def permutation(noise: SharedNoise, stream, dims: int) -> np.ndarray:
     return np.argsort(words, kind="stable")
 
 
+def split_sizes(dims: int, count: int) -> np.ndarray:
+    """Sizes of the ``count`` chunks of ``split``: near-equal, the first ``dims mod count`` one longer
+    (``numpy.array_split``'s rule, FORMAT.md §6)."""
+    dims, count = int(dims), int(count)
+    if not 1 <= count <= dims:
+        raise ValueError(f"cannot split {dims} dims into {count} chunks")
+    sizes = np.full(count, dims // count, dtype=np.int64)
+    sizes[:dims % count] += 1
+    return sizes
+
+
 def split(order: np.ndarray, count: int) -> list[np.ndarray]:
-    """``count`` contiguous, near-equal slices of ``order`` (sizes differ by at most one)."""
-    count = int(count)
-    if not 1 <= count <= order.size:
-        raise ValueError(f"cannot split {order.size} dims into {count} chunks")
-    return np.array_split(order, count)
+    """``count`` contiguous slices of ``order`` of the sizes ``split_sizes`` gives."""
+    return np.split(order, np.cumsum(split_sizes(order.size, count))[:-1])
 
 
 @functools.lru_cache(maxsize=2)

@@ -111,6 +111,7 @@ class Chain:
                                  else self.index_model)
         self.levels_carry_over = header.version >= 4  # a record's first level change is from the last level
         self.level_model = chunking.LevelModel(portable=not self.legacy)
+        self._order = None  # (step, permutation) of the last step asked for
 
     def x_T(self) -> torch.Tensor:
         u = self.noise.normal(XT_STREAM, 0, self.dims)
@@ -146,18 +147,18 @@ class Chain:
         return level == 0 and self.header.greedy
 
     def order(self, step: int) -> np.ndarray:
-        """The step's shared permutation of the dimensions (its chunks are contiguous slices)."""
-        return chunking.permutation(self.noise, (step, 0), self.dims)
+        """The step's shared permutation of the dimensions (its chunks are contiguous slices).  The
+        last step's is kept: the encoder asks for it twice a step (coefficients, then the rebuild)."""
+        if self._order is None or self._order[0] != step:
+            self._order = (step, chunking.permutation(self.noise, (step, 0), self.dims))
+        return self._order[1]
 
     def parts(self, step: int, level: int) -> list[np.ndarray]:
         return chunking.split(self.order(step), chunking.chunk_count(level))
 
     def chunk_sizes(self, level: int) -> np.ndarray:
-        """Sizes of the chunks of ``parts`` (``numpy.array_split``: the first D mod m are one longer)."""
-        m = chunking.chunk_count(level)
-        sizes = np.full(m, self.dims // m, dtype=np.int64)
-        sizes[:self.dims % m] += 1
-        return sizes
+        """Sizes of the chunks of ``parts`` at ``level``."""
+        return chunking.split_sizes(self.dims, chunking.chunk_count(level))
 
     def step_from_indices(self, x_t: torch.Tensor, eps: torch.Tensor, step: int, t: int, level: int,
                           indices: list[int]) -> torch.Tensor:

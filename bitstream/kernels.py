@@ -1,14 +1,23 @@
-"""Compiled inner loop of channel simulation: the log-weights of many candidates at once.
+"""Compiled inner loop of channel simulation (format version 3): the log-weights of many
+candidates at once.
 
 The encoder scores every candidate n of a call by ln w_n = Σ_i a_i u_{n,i}² + b_i u_{n,i} + c
 (``bitstream.channel``), where u_n is candidate n of the shared noise (``bitstream.noise``,
-recipe steps 1–5).  Done with numpy this makes the normals in memory and passes over them
-several times; here one fused loop per candidate generates its Philox words, turns them into
-normals and accumulates the sum, in parallel over candidates.  The numbers are those of the
-recipe: the same words and uniforms bit for bit, the normals up to the last ulp of the
-platform's log/cos/sin (``tests/test_channel.py`` compares the two paths).
+recipe steps 1–5).  Two compiled versions of the same numbers:
 
-``CompiledScorer`` is the CPU strategy of ``bitstream.channel.simulate`` built on this loop:
+* ``log_weights`` (used by ``CompiledScorer``) is the vectorised kernel of
+  ``bitstream.kernels_exact``: 16 candidates per SIMD tile, Philox by 32-bit products, ln and
+  sincos as branch-free float64 polynomials (no libm), in parallel over tiles; 9.3 × the
+  reference on 2 cores of an AMD EPYC (AVX-512; AVX2 code as fast; ``benchmarks/scoring_speed_v3.py``).
+* ``log_weights_reference`` is one fused scalar loop per candidate (Philox words, libm's
+  log/cos/sin, the sum), in parallel over candidates.
+
+Both use the recipe's words and uniforms bit for bit; their normals differ from numpy's by at
+most a few 1e-15 (libm's last ulp; numpy and the reference round 2πu), the log-weights by ~1e-14
+relative to Σ|terms| (``tests/test_kernels.py``).  The encoder keeps the argmin of
+ln T_n − ln w_n, so the two can choose differently only where two scores lie that close.
+
+``CompiledScorer`` is the CPU strategy of ``bitstream.channel.simulate`` built on ``log_weights``:
 it turns the log-weights and the arrival times into the selected index.
 """
 
@@ -19,6 +28,7 @@ from collections.abc import Sequence
 import numba
 import numpy as np
 
+from .kernels_exact import check_coefficients, log_weights
 from .noise import LANE_NORMAL, SharedNoise, stream_key
 
 _M32 = np.uint64(0xFFFFFFFF)
@@ -71,7 +81,7 @@ def _pair(w_rad, w_ang):
 
 
 @numba.njit(parallel=True, cache=True)
-def _log_weights(k0, k1, lane, start, count, a, b, c, out):
+def _log_weights_reference(k0, k1, lane, start, count, a, b, c, out):
     d = a.size
     blocks = (d + 3) // 4
     for row in numba.prange(count):
@@ -93,15 +103,12 @@ def _log_weights(k0, k1, lane, start, count, a, b, c, out):
         out[row] = acc + c
 
 
-def log_weights(seed: int, stream: int, lane: int, start: int, count: int, a: np.ndarray, b: np.ndarray,
-                c: float) -> np.ndarray:
-    """ln w_n for candidates ``start .. start+count-1`` of ``(seed, stream, lane)`` (float64, (count,))."""
-    a = np.ascontiguousarray(a, dtype=np.float64)
-    b = np.ascontiguousarray(b, dtype=np.float64)
-    if a.ndim != 1 or a.shape != b.shape or a.size == 0:
-        raise ValueError("a and b must be non-empty 1-D arrays of the same length")
-    out = np.empty(int(count), dtype=np.float64)
-    _log_weights(np.uint64(seed), np.uint64(stream), np.uint64(lane), int(start), int(count), a, b, float(c), out)
+def log_weights_reference(seed: int, stream: int, lane: int, start: int, count: int, a: np.ndarray,
+                          b: np.ndarray, c: float) -> np.ndarray:
+    """``log_weights`` by the scalar loop with libm (float64, (count,)): the reference."""
+    seed, stream, lane, start, count, a, b = check_coefficients(seed, stream, lane, start, count, a, b)
+    out = np.empty(count, dtype=np.float64)
+    _log_weights_reference(np.uint64(seed), np.uint64(stream), np.uint64(lane), start, count, a, b, float(c), out)
     return out
 
 

@@ -15,8 +15,10 @@ benchmarks.encode_cost --threads 1`` measured one core's network passes (minimum
 machine one thread gives steadier figures), halved for two; version 4's scoring constants are
 ``python -m benchmarks.scoring_speed --only-v4`` on 2 threads (whole selections: about 1.7e9
 candidate-dimensions a second, and some 30 ns a candidate a call for PFR's arrival times).
-Version 3's scoring (``CPU_2_CORES_V3``) was 30 × slower per candidate-dimension.  The figures
-below were measured with version 3's constants. Full-rate encodes of
+Version 3's scoring (``CPU_2_CORES_V3``) runs the exact vectorised kernel of
+``bitstream.kernels_exact`` (``python -m benchmarks.scoring_speed_v3``: about 5.7e8
+candidate-dimensions a second on 2 threads, 9 × the scalar loop it replaced).  The figures
+below were measured with the scalar loop's constants. Full-rate encodes of
 32×32 (2^12 candidates), 64×64 (2^8) and 96×96 (2^10) crops on one thread took 25.8, 12.3 and
 58.3 s against 20.5, 12.3 and 59.6 s estimated (twice the 2-core figure); a CIFAR-10 image on
 two idle cores took 7.9 s (``benchmarks/results/speed``: t_stop 10, no float64 replay),
@@ -55,9 +57,9 @@ class CostModel:
 
 CPU_2_CORES = CostModel(net32_per_pixel=5e-6, net32_per_pixel2=2.4e-11, net64_per_pixel=18e-6,
                         net64_per_pixel2=8.4e-11, per_candidate_dim=0.6e-9, per_candidate_call=30e-9)
-# Format version 3's scoring (Philox4x64, float64 Box–Muller through libm, one candidate a thread)
+# Format version 3's scoring (Philox4x64, float64 Box–Muller, 16 candidates a SIMD tile)
 CPU_2_CORES_V3 = CostModel(net32_per_pixel=5e-6, net32_per_pixel2=2.4e-11, net64_per_pixel=18e-6,
-                           net64_per_pixel2=8.4e-11, per_candidate_dim=18e-9, per_candidate_call=0.12e-6)
+                           net64_per_pixel2=8.4e-11, per_candidate_dim=1.8e-9, per_candidate_call=0.12e-6)
 
 # KL of all channel steps, bits per dimension, for counting the calls (the shipped model: about
 # 0.65 down to t = 20 on CIFAR-10; photos cost less).

@@ -15,8 +15,10 @@ import numbers
 from dataclasses import dataclass, replace
 
 MAGIC = b"DDC"
-VERSION = 4  # written by this build
-READABLE_VERSIONS = (1, 2, 3, 4)  # FORMAT.md §10 says what each changed
+VERSION = 5  # the newest written by this build
+UNTILED_VERSION = 4  # what a file whose network sees the whole image is written as (older decoders read it)
+READABLE_VERSIONS = (1, 2, 3, 4, 5)  # FORMAT.md §10 says what each changed
+TILED_VERSION = 5  # the first version whose ``tile`` may be nonzero (a tiled network evaluation)
 
 # The selection byte of version 4 (FORMAT.md §3, §6): ``v`` in 4 … 254 is tempered PFR with λ = v/4
 # (4: exact PFR, the only rule of versions 1–3), 255 greedy selection; 0 … 3 are reserved.
@@ -111,14 +113,15 @@ class Header:
     schedule_id: int = 0  # the model's schedule, as named in FORMAT.md (0 = linear, T = 1000)
     t_stop: int = 10  # last coded step; x_0 is coded losslessly given x_{t_stop}
     groups: int = 40  # coded steps from T down to t_stop, log-spaced (see FORMAT.md, step plan)
-    tile: int = 0  # tile side in pixels, 0 = the whole (padded) image in one piece
+    tile: int = 0  # version 5: the network's tile side in pixels, 0 = the whole (padded) image at once
     log2_candidates: int = 12  # candidates per channel-simulation call: 2**log2_candidates
     chunk_quarter_bits: int = 20  # KL budget per call, in units of 1/4 bit
     seed: int = 0  # key of the shared randomness
     body_bytes: int = 0  # bytes of all records after the header (set by ``pack``)
-    version: int = VERSION  # format version (byte 3)
+    version: int = UNTILED_VERSION  # format version (byte 3)
     variance_table: bytes = b""  # with OPTIMAL: first 4 bytes of the SHA-256 of the model's error table
     selection: int = SELECTION_EXACT  # version 4: the selection rule (SELECTION_EXACT, tempered, SELECTION_GREEDY)
+    halo: int = 0  # version 5, with a nonzero tile: pixels of context around each tile
 
     def __post_init__(self):
         object.__setattr__(self, "mode", ImageMode(self.mode))
@@ -135,7 +138,7 @@ class Header:
         if not isinstance(self.model_hash, bytes):
             raise FormatError("model_hash must be 4 bytes")
         for name in ("width", "height", "schedule_id", "t_stop", "groups", "tile", "log2_candidates",
-                     "chunk_quarter_bits", "seed", "body_bytes", "selection"):
+                     "chunk_quarter_bits", "seed", "body_bytes", "selection", "halo"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise FormatError(f"header field {name} must be an integer, not {value!r}")
@@ -157,6 +160,8 @@ class Header:
             raise FormatError("seed must fit in 64 bits")
         if self.tile < 0 or self.tile > MAX_SIDE:
             raise FormatError(f"tile {self.tile} outside 0..{MAX_SIDE}")
+        if not 0 <= self.halo <= MAX_SIDE or (self.halo and not (self.tile and self.version >= TILED_VERSION)):
+            raise FormatError(f"halo {self.halo} outside 0..{MAX_SIDE}, or without a tile size and version 5")
         if not 0 <= self.schedule_id <= 255:
             raise FormatError(f"schedule id {self.schedule_id} outside 0..255")
         if self.version < 4 and self.selection != SELECTION_EXACT:
@@ -190,7 +195,8 @@ class Header:
             bytes([flags0, flags1, self.schedule_id, self.t_stop, self.groups, self.log2_candidates,
                    self.chunk_quarter_bits]),
             bytes([self.selection]) if self.version >= 4 else b"",
-            write_varint(self.tile), write_varint(self.seed), self.variance_table, write_varint(self.body_bytes),
+            write_varint(self.tile), write_varint(self.halo) if self.tile and self.version >= TILED_VERSION else b"",
+            write_varint(self.seed), self.variance_table, write_varint(self.body_bytes),
         ])
         return body + crc16(body).to_bytes(2, "little")
 
@@ -217,6 +223,9 @@ class Header:
                 selection = data[pos]
                 pos += 1
             tile, pos = read_varint(data, pos, "the tile size")
+            halo = 0
+            if tile and data[3] >= TILED_VERSION:
+                halo, pos = read_varint(data, pos, "the halo")
             seed, pos = read_varint(data, pos, "the seed")
             optimal = data[3] >= 3 and bool(flags1 & 4)
             variance_table = bytes(data[pos:pos + 4]) if optimal else b""
@@ -238,7 +247,7 @@ class Header:
         variance = VarianceChoice.OPTIMAL if flags1 & 4 else VarianceChoice(flags1 & 1)
         header = cls(model_hash, width, height, ImageMode(flags0), variance,
                      RecordLayout(flags1 >> 1 & 1), schedule_id, t_stop, groups, tile, log2_candidates, quarter, seed,
-                     body_bytes, data[3], variance_table, selection)
+                     body_bytes, data[3], variance_table, selection, halo)
         return header, pos + 2
 
 

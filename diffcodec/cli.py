@@ -187,13 +187,30 @@ def _codec_device(name: str):
 # does not import torch (a test keeps the two equal).
 VARIANCES = ("fixedlarge", "fixedsmall")
 # ``codec.DEFAULT_MAX_PIXELS``, written out for the same reason (a test keeps the two equal).
-MAX_PIXELS = 512 * 512
+MAX_PIXELS = 4096 * 4096
+
+
+def _parse_tiling(text: str):
+    """--tile: None for auto, else a ``Tiling`` (SIDE or SIDE:HALO in pixels; 0 = whole)."""
+    from .tiling import Tiling
+
+    if text == "auto":
+        return None
+    side, _, halo = text.partition(":")
+    try:
+        tiling = Tiling(int(side), int(halo or 0))
+    except ValueError:
+        raise DiffcodecError(f"--tile {text}: expected auto, 0, SIDE or SIDE:HALO (pixels, SIDE >= 16)") from None
+    if not tiling.whole and (tiling.tile < 16 or tiling.tile > 65536 or tiling.halo > 65536):
+        raise DiffcodecError(f"--tile {text}: SIDE must be 16 … 65536 pixels and HALO at most 65536")
+    return tiling
 
 
 def max_pixels_option(action: str):
     return click.option("--max-pixels", default=MAX_PIXELS, show_default=True, type=click.IntRange(min=0),
-                        help=f"Refuse to {action} an image of more pixels than this, before any work (0: no limit; "
-                             f"the default, 512×512, needs up to 3 GB of memory).")
+                        help=f"Refuse to {action} an image of more pixels than this, before any work (0: no limit). "
+                             f"The default, 4096×4096 (16.8 MP), is for images the network sees in tiles (larger "
+                             f"than 512×512; format 5); one it sees whole may have 1024×1024 under the default.")
 
 
 @main.command(epilog="""
@@ -576,12 +593,16 @@ Examples:
                    "and ancestral pictures), or tempered:λ (argmin ln T − λ ln w, λ a multiple of 1/4).")
 @click.option("--records", type=click.Choice(["auto", "coarse", "every-step"]), default="auto", show_default=True,
               help="Where records (decodable prefixes) end; auto: coarse below 256×256 pixels.")
+@click.option("--tile", default="auto", show_default=True, metavar="SIDE[:HALO]",
+              help="How the network sees the image: in tiles of about SIDE pixels, each with HALO pixels of "
+                   "context (memory and time linear in the pixels; format 5), or 0: whole. auto: whole up to "
+                   "512×512 pixels, else 384:16.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**64 - 1), help="Shared-randomness seed.")
 @max_pixels_option("encode")
 @CODEC_DEVICE_OPTION
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path, t_stop, groups, log2_candidates,
-           chunk_bits, selection, records, seed, max_pixels, device, force):
+           chunk_bits, selection, records, tile, seed, max_pixels, device, force):
     """Compress IMAGES (PNG, JPEG, …; any size) into .ddc files.
 
     One IMAGE goes to the file -o names, or to standard output with '-o -'; IMAGE '-' reads
@@ -617,6 +638,7 @@ def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path
     from bitstream.container import RecordLayout
     from .checkpoint import load_model
     from .codec import DEFAULT_STOP, CodecConfig, Stop, check_pixels, compress
+    from .codec.encoder import tiling_for
     from .files import STDIO, check_writable, describe_source, describe_target, read_input, write_json, write_output
     from .images import load_image, read_image
     from .model_choice import resolve_model_name, size_warning
@@ -632,6 +654,7 @@ def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path
         rule = SelectionRule.parse(selection)
     except ValueError as e:
         raise DiffcodecError(f"--selection: {e}") from None
+    tiling = _parse_tiling(tile)
     device = _codec_device(device)
     jobs = _encode_jobs(images, out_path, force)
     if stats_path and len(jobs) > 1:
@@ -660,13 +683,15 @@ def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path
     models = {name: load_model(name, device) for name in dict.fromkeys(chosen_models)}  # before any work too
     for (source, _), (w, h), chosen in zip(jobs, sizes, chosen_models):  # the size as the network pads it
         try:
-            check_pixels(w, h, limit, "encoding", models[chosen].unet_config.downsampling_factor)
+            f = models[chosen].unet_config.downsampling_factor
+            whole = tiling_for(CodecConfig(tiling=tiling), (h + (-h % f), w + (-w % f))).whole
+            check_pixels(w, h, limit, "encoding", f, whole=whole)
         except DiffcodecError as e:
             raise DiffcodecError(f"{describe_source(source)}: {e}") from None
     stop = Stop(upto_t=upto_t, bpp=bpp, psnr=psnr) if chosen and not lossless else (Stop() if lossless else DEFAULT_STOP)
     layout = {"auto": None, "coarse": RecordLayout.COARSE, "every-step": RecordLayout.EVERY_STEP}[records]
     config = CodecConfig(t_stop=t_stop, groups=groups, log2_candidates=log2_candidates, chunk_bits=chunk_bits,
-                         layout=layout, seed=seed, selection=rule)
+                         layout=layout, seed=seed, selection=rule, tiling=tiling)
     if len(jobs) > 1 or jobs[0][1] != out_path:
         Path(out_path).mkdir(exist_ok=True)
     for i, (source, target) in enumerate(jobs):
@@ -765,7 +790,8 @@ def decode(file, out_path, upto_t, how, steps, frames_dir, model_name, accept_mi
     name, data, header, _ = _read_ddc(file)
     model = _load_for_file(model_name, header, _codec_device(device))
     try:  # from the header, before any work
-        check_pixels(header.width, header.height, max_pixels or None, "decoding", model.unet_config.downsampling_factor)
+        check_pixels(header.width, header.height, max_pixels or None, "decoding", model.unet_config.downsampling_factor,
+                     whole=header.tile == 0)
     except DiffcodecError as e:
         raise DiffcodecError(f"{name}: {e}") from None
     say = functools.partial(click.echo, err=out_path == STDIO)
@@ -847,7 +873,8 @@ def info(file, as_json):
     click.echo(f"  plan: {doc['coded_steps']} coded steps from t = {doc['boundaries'][0]} to t_stop = {h['t_stop']} "
                f"(log-spaced), 2^{h['log2_candidates']} candidates, {h['chunk_bits']} bits per call, "
                f"σ² = {h['variance']}, records {h['layout']}, seed {h['seed']}"
-               + (f", selection {h['selection']}" if "selection" in h else ""))
+               + (f", selection {h['selection']}" if "selection" in h else "")
+               + (f", network in tiles of {h['tile']} px (halo {h['halo']})" if h["tile"] else ""))
     click.echo(f"  header {doc['header_bytes']} bytes")
     click.echo(f"  {'record':>6} {'content':>16} {'bytes':>7} {'cum. bits/dim':>14}")
     for r in doc["records"]:

@@ -11,6 +11,7 @@ from bitstream.container import (
     MAGIC,
     MAX_PIXELS,
     MAX_SIDE,
+    UNTILED_VERSION,
     VERSION,
     FormatError,
     Header,
@@ -44,14 +45,15 @@ def _varint(value) -> bytes:
 
 
 def raw_header(width=1, height=1, flags0=0, flags1=0, schedule_id=0, t_stop=10, groups=40,
-               log2_candidates=12, quarter=20, tile=0, seed=0, body_bytes=0, version=VERSION,
-               magic=MAGIC, table=b"", selection=4) -> bytes:
+               log2_candidates=12, quarter=20, tile=0, seed=0, body_bytes=0, version=UNTILED_VERSION,
+               magic=MAGIC, table=b"", selection=4, halo=0) -> bytes:
     """A header built by hand (bypassing Header's validation), with a correct CRC.  The varint
     fields take an int or the raw bytes to write (to build non-canonical encodings)."""
     body = b"".join([
         magic, bytes([version]), HASH, _varint(width), _varint(height),
         bytes([flags0, flags1, schedule_id, t_stop, groups, log2_candidates, quarter]),
-        bytes([selection]) if version >= 4 else b"", _varint(tile), _varint(seed), table, _varint(body_bytes),
+        bytes([selection]) if version >= 4 else b"", _varint(tile),
+        _varint(halo) if version >= 5 and tile != 0 else b"", _varint(seed), table, _varint(body_bytes),
     ])
     return body + crc16(body).to_bytes(2, "little")
 
@@ -221,6 +223,24 @@ def test_version_4_header_golden_bytes():
     assert Header.from_bytes(greedy.to_bytes())[0] == greedy
 
 
+def test_version_5_header_golden_bytes():
+    # Version 5: a nonzero tile is followed by the halo (varints; FORMAT.md §3); tile 0 has no halo.
+    tiled = Header(b"abcd", 768, 512, tile=256, halo=32, version=VERSION, selection=255)
+    assert tiled.to_bytes() == bytes.fromhex(
+        "444443 05 61626364 8006 8004 00 00 00 0a 28 0c 14 ff 8002 20 00 00 af11")
+    assert Header.from_bytes(tiled.to_bytes())[0] == tiled
+    whole = Header(b"abcd", 768, 512, version=VERSION)
+    assert whole.to_bytes() == bytes.fromhex("444443 05 61626364 8006 8004 00 00 00 0a 28 0c 14 04 00 00 00 de1e")
+    assert Header.from_bytes(whole.to_bytes())[0] == whole
+    # a version 4 header keeps its layout: a tile there has no halo after it (decoders refuse it)
+    assert Header.from_bytes(raw_header(tile=256, version=4))[0].halo == 0
+    for bad in (dict(halo=8), dict(tile=256, halo=8, version=4), dict(tile=256, halo=MAX_SIDE + 1, version=5)):
+        with pytest.raises(FormatError, match="halo"):
+            Header(HASH, 1, 1, **bad)
+    with pytest.raises(FormatError, match="the halo"):
+        Header.from_bytes(raw_header(tile=256, halo=b"\x80", version=5))
+
+
 def test_version_2_headers_still_read():
     # Pinned bytes written by version 2 (same layout, version byte 02).
     v2 = bytes.fromhex(
@@ -304,10 +324,10 @@ def test_bad_magic():
 
 
 def test_unsupported_version():
-    with pytest.raises(FormatError, match="version 5 is not supported.*reads 1, 2, 3, 4"):
-        unpack(raw_header(version=5))
-    with pytest.raises(FormatError, match="version 5 is not supported"):
-        Header(HASH, 1, 1, version=5)
+    with pytest.raises(FormatError, match="version 6 is not supported.*reads 1, 2, 3, 4, 5"):
+        unpack(raw_header(version=6))
+    with pytest.raises(FormatError, match="version 6 is not supported"):
+        Header(HASH, 1, 1, version=6)
     with pytest.raises(FormatError, match="version 0 is not supported"):
         unpack(raw_header(version=0))
 
@@ -690,7 +710,7 @@ def test_a_record_cut_inside_its_crc_is_checked_as_far_as_it_goes():
 
 
 # FORMAT.md §3: the values each one-byte header field may take.
-DOCUMENTED = {"version": range(1, 5), "selection": range(4, 256), "flags0": range(0, 3), "flags1": range(0, 4), "schedule_id": range(0, 256),
+DOCUMENTED = {"version": range(1, 6), "selection": range(4, 256), "flags0": range(0, 3), "flags1": range(0, 4), "schedule_id": range(0, 256),
               "t_stop": range(1, 100), "groups": range(1, 256), "log2_candidates": range(1, 21),
               "quarter": range(1, 256)}
 

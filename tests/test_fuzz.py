@@ -30,7 +30,7 @@ from diffcodec.codec import SCHEDULES, decompress
 from diffcodec.errors import DiffcodecError
 from diffcodec.plan import make_plan
 
-GOLDEN = sorted((Path(__file__).parent / "golden").glob("*_default_*.ddc"))  # versions 1 to 4
+GOLDEN = sorted((Path(__file__).parent / "golden").glob("*_default_*.ddc"))  # versions 1 to 5
 SEED = 20260601
 MUTATIONS_PER_FILE = 80
 PIXEL_LIMIT = 48 * 48  # golden files are 32×32; a mutated size above this is refused from the header
@@ -47,7 +47,7 @@ def header_fields(data: bytes) -> dict:
             "t_stop": header.t_stop, "groups": header.groups, "log2_candidates": header.log2_candidates,
             "chunk_quarter_bits": header.chunk_quarter_bits, "tile": header.tile, "seed": header.seed,
             "body_bytes": header.body_bytes, "variance_table": header.variance_table,
-            "selection": header.selection}
+            "selection": header.selection, "halo": header.halo}
 
 
 def header_flags1(header: Header) -> int:
@@ -61,6 +61,7 @@ def raw_header(f: dict) -> bytes:
     body = b"".join([MAGIC, bytes([f["version"]]), f["model_hash"], write_varint(f["width"]),
                      write_varint(f["height"]), bytes(f[name] for name in ONE_BYTE),
                      bytes([f.get("selection", 4)]) if f["version"] >= 4 else b"", write_varint(f["tile"]),
+                     write_varint(f.get("halo", 0)) if f["version"] >= 5 and f["tile"] else b"",
                      write_varint(f["seed"]), f.get("variance_table", b""), write_varint(f["body_bytes"])])
     return body + crc16(body).to_bytes(2, "little")
 
@@ -109,14 +110,16 @@ def change_payload(rng, payload: bytes) -> bytes:
 
 
 def field_value(rng, name: str, old):
-    if name == "model_hash":
+    if name in ("model_hash", "variance_table"):
         return rng.integers(0, 256, 4, dtype=np.uint8).tobytes()
     if name in ONE_BYTE or name in ("version", "selection"):
         return int(rng.choice([0, 1, 2, 3, 4, 99, 100, 127, 128, 254, 255, old + 1, old - 1, rng.integers(256)])) % 256
     if name in ("width", "height"):
         return int(rng.choice([0, 1, 2, 3, 5, 31, 33, 40, 48, 49, 64, 4096, 65536, 65537, 2**40]))
     if name == "tile":
-        return int(rng.choice([1, 4, 32, 65536, 65537]))
+        return int(rng.choice([0, 1, 4, 32, 65536, 65537]))
+    if name == "halo":
+        return int(rng.choice([0, 1, 8, 65536, 65537]))
     if name == "seed":
         return int(rng.integers(0, 2**63)) * 2 + int(rng.integers(2))
     return max(0, old + int(rng.choice([-3, -1, 1, 2, 1000, 2**62])))  # body_bytes
@@ -201,7 +204,7 @@ def model():
 
 
 def test_mutated_golden_files_give_only_the_projects_errors(model, one_thread):
-    assert len(GOLDEN) == 5  # versions 1, 2, 3 and 4 (greedy, exact PFR)
+    assert len(GOLDEN) == 6  # versions 1, 2, 3, 4 (greedy, exact PFR) and 5 (tiled)
     outcomes, kinds, unexpected = fuzz(model, MUTATIONS_PER_FILE)
     print(f"\n{sum(outcomes.values())} mutations: {dict(kinds)}\noutcomes: {dict(outcomes)}")
     assert not unexpected, "\n".join(unexpected[:3])

@@ -34,6 +34,7 @@ from ..errors import DiffcodecError
 from ..images import CodecImage
 from ..plan import StepPlan
 from ..schedule import ScheduleConfig
+from ..tiling import Tiling, tiled
 
 SCHEDULES = {0: ScheduleConfig()}  # schedule ids of the format (FORMAT.md); never change one
 XT_STREAM = (0, 0)  # shared-noise stream of x_T
@@ -91,6 +92,9 @@ class Chain:
         self.legacy = header.version < 3
         self.reference = reference and not self.legacy
         self.model = model.in_dtype(REFERENCE_DTYPE if self.reference else WORKING_DTYPE)
+        # version 5: the network runs in tiles (``diffcodec.tiling``); both sides cut the same ones
+        self.tiling = Tiling(header.tile, header.halo)
+        self.eps_fn = tiled(self.model.eps_fn, self.tiling, model.unet_config.downsampling_factor)
         self.plan = plan
         self.shape = (1, 3, *padded_hw)
         self.dims = int(np.prod(self.shape))
@@ -120,7 +124,7 @@ class Chain:
     def eps(self, x: torch.Tensor, t: int) -> torch.Tensor:
         k = torch.tensor([self.step_of[t]])
         with single_thread() if self.one_thread else contextlib.nullcontext():
-            return self.diffusion.predict_eps(self.model.eps_fn, x, k).double()
+            return self.diffusion.predict_eps(self.eps_fn, x, k).double()
 
     def x0_hat(self, x_t: torch.Tensor, t: int, eps: torch.Tensor) -> torch.Tensor:
         """Clipped x̂_0 of the state at t (eq. 15)."""

@@ -41,6 +41,7 @@ from bitstream.container import RecordLayout
 
 from ..checkpoint import Model
 from ..plan import make_plan
+from ..tiling import Tiling, spans
 
 
 @dataclass(frozen=True)
@@ -117,10 +118,10 @@ def estimate_encode(model: Model, width: int, height: int, config, stop, cost: C
     """Seconds ``compress`` takes for a ``width``×``height`` image with ``config`` and ``stop``
     (``CodecConfig``, ``Stop``) on the machine ``cost`` describes (None: 2 cores, for the file's
     format version)."""
-    from .encoder import call_size, reachable, resolve_t_stop
+    from .encoder import call_size, reachable, resolve_t_stop, tiling_for
 
     if cost is None:
-        cost = CPU_2_CORES if config.version >= 4 else CPU_2_CORES_V3
+        cost = CPU_2_CORES if config.version is None or config.version >= 4 else CPU_2_CORES_V3
     log2_candidates, chunk_bits = call_size(config, model, width * height)
     f = model.unet_config.downsampling_factor
     padded_h, padded_w = height + (-height % f), width + (-width % f)
@@ -130,13 +131,25 @@ def estimate_encode(model: Model, width: int, height: int, config, stop, cost: C
     steps = make_plan(model.schedule_config.num_timesteps, t_stop, config.groups, RecordLayout.COARSE).num_steps
     candidates = 2**log2_candidates
     calls = steps + RATE_BITS_PER_DIM * 3 * pixels / chunk_bits
-    net = network_cost_ratio(model.unet_config, padded_h, padded_w)
-    seconds = (steps * (net * (cost.net32_per_pixel * pixels + cost.net32_per_pixel2 * pixels**2)
+    windows = network_windows(tiling_for(config, (padded_h, padded_w)), padded_h, padded_w, f)
+
+    def passes(per_pixel: float, per_pixel2: float) -> float:  # one network pass over every window
+        return sum(network_cost_ratio(model.unet_config, h, w) * (per_pixel * h * w + per_pixel2 * (h * w) ** 2)
+                   for h, w in windows)
+
+    seconds = (steps * (passes(cost.net32_per_pixel, cost.net32_per_pixel2)
                         + cost.per_candidate_dim * candidates * 3 * pixels)
                + calls * cost.per_candidate_call * candidates)
     if stop.full_rate:
-        seconds += steps * net * (cost.net64_per_pixel * pixels + cost.net64_per_pixel2 * pixels**2)
+        seconds += steps * passes(cost.net64_per_pixel, cost.net64_per_pixel2)
     return EncodeEstimate(seconds, steps, stop.full_rate, not stop.full_rate)
+
+
+def network_windows(tiling: Tiling, height: int, width: int, factor: int) -> list[tuple[int, int]]:
+    """(height, width) of every window one network pass runs on."""
+    rows = spans(height, tiling.tile, tiling.halo, factor)
+    cols = spans(width, tiling.tile, tiling.halo, factor)
+    return [(y1 - y0, x1 - x0) for _, _, y0, y1 in rows for _, _, x0, x1 in cols]
 
 
 def faster_setting(model: Model, width: int, height: int, config, stop, cost: CostModel | None = None):

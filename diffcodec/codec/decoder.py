@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from bitstream import guarded_rounding, interlaced, residual
-from bitstream.container import FormatError, Header, ImageMode, crc16, unpack
+from bitstream.container import TILED_VERSION, FormatError, Header, ImageMode, crc16, unpack
 from bitstream.selection import SelectionRule
 
 from ..checkpoint import Model
@@ -70,15 +70,16 @@ def decompress(data: bytes, model: Model, upto_t: int | None = None,
     (``total``: all of those this call decodes). An image of more than ``max_pixels`` pixels
     (None: no limit) is refused from its header, before any work (``limits``)."""
     header = read_header(data)
-    check_pixels(header.width, header.height, max_pixels, "decoding", model.unet_config.downsampling_factor)
+    check_pixels(header.width, header.height, max_pixels, "decoding", model.unet_config.downsampling_factor,
+                 whole=header.tile == 0)
     try:
         unpacked = unpack(data)
     except FormatError as e:
         raise CodecError(str(e)) from None
     header = unpacked.header
     check_model(header, model)
-    if header.tile != 0:
-        raise CodecError("tiled files are not supported by this version")
+    if header.tile != 0 and header.version < TILED_VERSION:  # reserved before version 5
+        raise CodecError(f"a nonzero tile field needs format version {TILED_VERSION}, not {header.version}")
     plan = make_plan(model.schedule_config.num_timesteps, header.t_stop, header.groups, header.layout)
     h, w = header.height, header.width
     f = model.unet_config.downsampling_factor
@@ -115,7 +116,7 @@ def decompress(data: bytes, model: Model, upto_t: int | None = None,
         if how is Reconstruction.MEAN:
             x0 = chain.x0_hat(x, t, eps)
         else:
-            x0 = reconstruct(chain.full_schedule, model.eps_fn, x, t, how, steps=steps, seed=header.seed)
+            x0 = reconstruct(chain.full_schedule, chain.eps_fn, x, t, how, steps=steps, seed=header.seed)
         return _image(to_uint8(x0, h, w), header.mode, alpha)
 
     level = 0
@@ -219,6 +220,8 @@ def describe(data: bytes) -> dict:
         header["variance_table"] = h.variance_table.hex()
     if h.version >= 4:
         header["selection"] = SelectionRule.from_byte(h.selection).describe()
+    if h.version >= 5:
+        header["halo"] = h.halo
     return {"header": header, "header_bytes": u.header_bytes, "file_bytes": len(data),
             "bpp": len(data) * 8 / (h.width * h.height), "boundaries": list(plan.boundaries),
             "coded_steps": plan.num_steps, "records": records, "truncated": u.truncated}

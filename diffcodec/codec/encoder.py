@@ -12,12 +12,13 @@ import torch
 from bitstream import chunks as chunking
 from bitstream import guarded_rounding, interlaced
 from bitstream.channel import log_weight_coefficients
-from bitstream.container import VERSION, Header, ImageMode, RecordLayout, VarianceChoice, crc16, pack, unpack
+from bitstream.container import TILED_VERSION, UNTILED_VERSION, Header, ImageMode, RecordLayout, VarianceChoice, crc16, pack, unpack
 from bitstream.selection import EXACT, GREEDY, SelectionRule, select_step, step_coefficients
 
 from ..checkpoint import Model
 from ..images import CodecImage
 from ..plan import make_plan
+from ..tiling import Tiling
 from .chain import (
     GUARD_MARGIN,
     Chain,
@@ -45,7 +46,29 @@ class CodecConfig:
     layout: RecordLayout | None = None  # None: COARSE below 256×256 pixels, else EVERY_STEP
     seed: int = 0
     selection: SelectionRule | None = None  # None: DEFAULT_SELECTION (version 3: exact PFR only)
-    version: int = VERSION  # format version written: 4, or 3 (exact PFR, Philox4x64 noise)
+    tiling: Tiling | None = None  # how the network sees the image; None: by its size (:func:`tiling_for`)
+    version: int | None = None  # format version written: None = 5 when tiled, else 4; 3 = exact PFR, Philox4x64
+
+
+# Images of more pixels than this (after padding) are run through the network in tiles: memory and
+# time then grow linearly with the pixels (``diffcodec.tiling``).
+WHOLE_IMAGE_PIXELS = 512 * 512
+DEFAULT_TILING = Tiling(384, 16)
+
+
+def tiling_for(config: CodecConfig, padded_hw: tuple[int, int]) -> Tiling:
+    """The config's tiling, or the default for an image of ``padded_hw`` pixels."""
+    if config.tiling is not None:
+        return config.tiling
+    return DEFAULT_TILING if padded_hw[0] * padded_hw[1] > WHOLE_IMAGE_PIXELS else Tiling()
+
+
+def format_version(config: CodecConfig, tiling: Tiling) -> int:
+    """The config's version, or the lowest that can say what the file does (older decoders read it)."""
+    version = config.version if config.version is not None else (UNTILED_VERSION if tiling.whole else TILED_VERSION)
+    if not tiling.whole and version < TILED_VERSION:
+        raise ValueError(f"a tiled network evaluation needs format version {TILED_VERSION}")
+    return version
 
 
 @dataclass(frozen=True)
@@ -150,7 +173,7 @@ DEFAULT_SELECTION = GREEDY
 
 def selection_rule(config: CodecConfig) -> SelectionRule:
     """The config's selection rule, or the default (version 3 files know exact PFR only)."""
-    if config.version < 4:
+    if config.version is not None and config.version < 4:
         if config.selection not in (None, EXACT):
             raise ValueError("format version 3 codes exact PFR only")
         return EXACT
@@ -187,9 +210,12 @@ def _header(model: Model, image: CodecImage, config: CodecConfig, t_stop: int) -
     if variance is VarianceChoice.OPTIMAL and model.error_table is None:
         raise ValueError(f"model '{model.name}' has no error table for optimal reverse variances")
     table = model.error_table.short_hash if variance is VarianceChoice.OPTIMAL else b""
+    f = model.unet_config.downsampling_factor
+    tiling = tiling_for(config, (image.height + (-image.height % f), image.width + (-image.width % f)))
     return Header(model_hash(model), image.width, image.height, image.mode, variance, layout,
-                  schedule_id(model), t_stop, config.groups, 0, log2_candidates, quarter, config.seed,
-                  version=config.version, variance_table=table, selection=selection_rule(config).byte)
+                  schedule_id(model), t_stop, config.groups, tiling.tile, log2_candidates, quarter, config.seed,
+                  version=format_version(config, tiling), variance_table=table, selection=selection_rule(config).byte,
+                  halo=tiling.halo)
 
 
 @torch.no_grad()
@@ -204,7 +230,9 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
     lossless record meets gives no larger a file than full rate (``FULL_RATE_RETRY_MARGIN``).
     ``stats["target"]`` says whether the stop's target was met.  An image of more than
     ``max_pixels`` pixels (None: no limit) is refused before any work (``limits``)."""
-    check_pixels(image.width, image.height, max_pixels, "encoding", model.unet_config.downsampling_factor)
+    f = model.unet_config.downsampling_factor
+    whole = tiling_for(config, (image.height + (-image.height % f), image.width + (-image.width % f))).whole
+    check_pixels(image.width, image.height, max_pixels, "encoding", f, whole=whole)
     stop = reachable(stop, image.width * image.height)
     header = _header(model, image, config, resolve_t_stop(config, stop))
     plan = make_plan(model.schedule_config.num_timesteps, header.t_stop, header.groups, header.layout)

@@ -10,6 +10,7 @@ average is printed beside every timing, since the machine may be shared.
 Usage:
   python -m benchmarks.large_images --kodak kodim01 kodim23 --bpp 0.5
   python -m benchmarks.large_images --megapixels 1 3 12 --model default --upto-t 500
+  python -m benchmarks.large_images --quick                                 # a minute
 """
 
 from __future__ import annotations
@@ -69,7 +70,11 @@ def main(argv=None) -> int:
     ap.add_argument("--upto-t", type=int, default=None)
     ap.add_argument("--extra", nargs="*", default=[], help="more encode options, e.g. --tile=0")
     ap.add_argument("--tag", default=None)
+    ap.add_argument("--keep", type=Path, default=None, help="copy the .ddc files into this folder")
+    ap.add_argument("--quick", action="store_true", help="a 0.02 MP photo, the default model, to t = 900")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.kodak, args.megapixels, args.model, args.bpp, args.upto_t = [], [0.02], "default", None, 900
     stop = ["--bpp", str(args.bpp)] if args.bpp is not None else (["--upto-t", str(args.upto_t)] if args.upto_t else [])
     sources = {im.name: im.rgb for im in datasets.load("kodak")}
     cases = [(name, sources[name]) for name in args.kodak]
@@ -87,6 +92,9 @@ def main(argv=None) -> int:
             dec_s, dec_gb, _ = run_cli(["decode", str(ddc), "-o", str(out), "--max-pixels", "0", "--model", args.model])
             load_after = os.getloadavg()[0]
             size = ddc.stat().st_size
+            if args.keep:
+                args.keep.mkdir(parents=True, exist_ok=True)
+                (args.keep / ddc.name).write_bytes(ddc.read_bytes())
             with Image.open(out) as im:
                 decoded = np.asarray(im.convert("RGB"))
             psnr = psnr_rgb(rgb, decoded)
@@ -100,7 +108,7 @@ def main(argv=None) -> int:
                          f"{dec_gb:.2f} GB ({dec_gb / mp:.2f}/MP)", f"{load_before:.1f} / {load_mid:.1f} / {load_after:.1f}"])
             print(" | ".join(rows[-1]), flush=True)
     tag = args.tag or "large_images"
-    folder = report.results_dir("kodak")
+    folder = report.results_dir("kodak", args.quick)
     prov = report.Provenance(data="Kodak PhotoCD (../shared/data/kodak), whole images or kodim01 resized (Lanczos)",
                              model=args.model, device=report.device_description(),
                              bits="real files written by `diffcodec encode`, headers included")
@@ -112,7 +120,7 @@ def main(argv=None) -> int:
             f"1-minute load average before the encode / before the decode / after it.\n",
             report.table(["image", "size", "bytes", "bpp", "PSNR (dB)", "encode", "encode peak", "decode",
                           "decode peak", "load"], rows),
-            f"\n`python -m benchmarks.large_images {' '.join(sys.argv[1:]) if argv is None else ' '.join(argv)}`"]
+            f"\n`{report.command_line()}`"]
     report.write_markdown(folder / f"{tag}.md", "Whole photos through the command line", "\n".join(body), prov)
     print(f"wrote {folder}/{tag}.{{json,md}}")
     return 0

@@ -8,7 +8,8 @@ better function for the codec to evaluate; the window sizes say what each costs.
 
 Usage:
   python -m benchmarks.local_evaluation --crop 256 --limit 6 --tilings 0:0 128:32 128:16
-  python -m benchmarks.local_evaluation --crop 0 --limit 2 --tilings 0:0 256:32   # whole images
+  python -m benchmarks.local_evaluation --crop 0 --limit 2 --tilings 0:0 384:16   # whole images
+  python -m benchmarks.local_evaluation --quick                                     # seconds
 """
 
 from __future__ import annotations
@@ -48,7 +49,11 @@ def main(argv=None) -> int:
     ap.add_argument("--max-stratum", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", default=None)
+    ap.add_argument("--quick", action="store_true", help="one 32×32 crop, whole against one tile and 16:8, 15 t")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.crop, args.limit, args.tilings = 32, 1, ["0:0", "64:0", "16:8"]
+        args.exact_up_to, args.width_fraction, args.max_stratum = 1, 2.0, 400
     torch.set_grad_enabled(False)
     model = load_model(args.model)
     tilings = [parse_tiling(t) for t in args.tilings]
@@ -69,7 +74,7 @@ def main(argv=None) -> int:
         h, w = rgb.shape[:2]
         rgb = rgb[: h - h % factor, : w - w % factor]
         names.append(f"{im.name}-{rgb.shape[1]}x{rgb.shape[0]}")
-        x0 = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].double() / 127.5 - 1
+        x0 = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].double() / 127.5 - 1
         for tiling in tilings:
             generator = torch.Generator().manual_seed(args.seed * 1000 + i)  # the same x_t for every tiling
             start = time.perf_counter()
@@ -100,7 +105,7 @@ def main(argv=None) -> int:
               f"{diff_se:.4f} bits/dim ({100 * diff / total:+.2f} %), work {work:.2f} ×", flush=True)
     crop = f"c{args.crop}" if args.crop else "whole"
     tag = args.tag or f"local_evaluation-{model.name}-{crop}"
-    folder = report.results_dir("kodak")
+    folder = report.results_dir("kodak", args.quick)
     prov = report.Provenance(data=f"Kodak PhotoCD, the first {len(sources)} of 24 images from ../shared/data/kodak"
                                   f"{f', centre crops {args.crop}×{args.crop}' if args.crop else ', whole'}",
                              model=f"{model.name} (weights sha256 {model.weights_sha256[:12]}…)",
@@ -116,8 +121,7 @@ def main(argv=None) -> int:
             f"comes from the paired differences. `work` is the pixels the network sees ÷ the image's.\n",
             report.table(["evaluation", "steps (bits/dim)", f"− {base.describe()}", "relative",
                           "per image", "work", "largest window (px)", "time a step"], rows),
-            f"\n`python -m benchmarks.local_evaluation --crop {args.crop} --limit {args.limit} --tilings "
-            f"{' '.join(args.tilings)}`"]
+            f"\n`{report.command_line()}`"]
     report.write_markdown(folder / f"{tag}.md", f"`{model.name}` whole against tiled, on {len(names)} Kodak images "
                           f"({crop})", "\n".join(body), prov)
     print(f"wrote {folder}/{tag}.{{json,md}}")

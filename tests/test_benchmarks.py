@@ -140,3 +140,25 @@ def test_default_curves_are_shown_beside_only_for_the_same_images(tmp_path):
     assert stored_default_curves(tmp_path, "-c128", data) == {"default-mean": curve, "default-flow": curve}
     assert stored_default_curves(tmp_path, "-c128", data.replace("12 of", "4 of")) == {}
     assert stored_default_curves(tmp_path, "-c64", data) == {}
+
+
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "data" / "kodak").exists(), reason="../shared/data/kodak not present")
+def test_local_evaluation_quick_pairs_the_tilings(results):
+    """One tile covering the crop is the whole-image evaluation: the paired difference is exactly 0;
+    tiles of 16 are another function and differ."""
+    run("local_evaluation", results)
+    doc = json.loads((results / "quick" / "kodak" / "local_evaluation-photo-c32.json").read_text())
+    whole, one_tile, small = doc["rows"]
+    assert whole["difference"] == 0 and one_tile["difference"] == 0 and one_tile["work_ratio"] == 1
+    assert small["difference"] != 0 and small["work_ratio"] > 1 and small["largest_window_pixels"] < 32 * 32
+    check_report(results / "quick" / "kodak" / "local_evaluation-photo-c32.md", "python -m benchmarks.local_evaluation --quick")
+
+
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "data" / "kodak").exists(), reason="../shared/data/kodak not present")
+def test_large_images_quick_measures_real_files(results):
+    run("large_images", results)
+    doc = json.loads((results / "quick" / "kodak" / "large_images.json").read_text())
+    (row,) = doc["rows"]
+    assert row["width"] * row["height"] == pytest.approx(20_000, rel=0.1) and row["bytes"] > 20
+    assert row["encode_peak_gb"] > 0.1 and row["decode_peak_gb"] > 0.1 and 0 < row["psnr"] < 60
+    assert row["bpp"] == pytest.approx(row["bytes"] * 8 / (row["width"] * row["height"]))

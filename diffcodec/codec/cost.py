@@ -145,6 +145,21 @@ def estimate_encode(model: Model, width: int, height: int, config, stop, cost: C
     return EncodeEstimate(seconds, steps, stop.full_rate, not stop.full_rate)
 
 
+def estimate_decode(model: Model, width: int, height: int, steps: int = 40, lossless: bool = False,
+                    cost: CostModel = CPU_2_CORES, tiling: Tiling | None = None) -> float:
+    """Seconds ``decompress`` takes for ``steps`` coded steps of a ``width``×``height`` file (one
+    float32 network pass each; a lossless decode replays them in float64 instead).  ``tiling``:
+    the file's (None: what the encoder picks for that size)."""
+    from .encoder import CodecConfig, tiling_for
+
+    f = model.unet_config.downsampling_factor
+    padded_h, padded_w = height + (-height % f), width + (-width % f)
+    tiling = tiling if tiling is not None else tiling_for(CodecConfig(), (padded_h, padded_w))
+    a, b = (cost.net64_per_pixel, cost.net64_per_pixel2) if lossless else (cost.net32_per_pixel, cost.net32_per_pixel2)
+    return steps * sum(network_cost_ratio(model.unet_config, h, w) * (a * h * w + b * (h * w) ** 2)
+                       for h, w in network_windows(tiling, padded_h, padded_w, f))
+
+
 def network_windows(tiling: Tiling, height: int, width: int, factor: int) -> list[tuple[int, int]]:
     """(height, width) of every window one network pass runs on."""
     rows = spans(height, tiling.tile, tiling.halo, factor)

@@ -89,12 +89,13 @@ def main(argv=None) -> int:
             enc_s, enc_gb, said = run_cli(["encode", str(png), "-o", str(ddc), "--model", args.model, *stop,
                                            "--max-pixels", "0", *args.extra])
             load_mid = os.getloadavg()[0]
-            dec_s, dec_gb, _ = run_cli(["decode", str(ddc), "-o", str(out), "--max-pixels", "0", "--model", args.model])
-            load_after = os.getloadavg()[0]
-            size = ddc.stat().st_size
             if args.keep:
                 args.keep.mkdir(parents=True, exist_ok=True)
                 (args.keep / ddc.name).write_bytes(ddc.read_bytes())
+            model = [] if args.model == "auto" else ["--model", args.model]  # decode finds a file's model itself
+            dec_s, dec_gb, _ = run_cli(["decode", str(ddc), "-o", str(out), "--max-pixels", "0", *model])
+            load_after = os.getloadavg()[0]
+            size = ddc.stat().st_size
             with Image.open(out) as im:
                 decoded = np.asarray(im.convert("RGB"))
             psnr = psnr_rgb(rgb, decoded)
@@ -115,7 +116,7 @@ def main(argv=None) -> int:
     (folder / f"{tag}.json").write_text(json.dumps({"rows": doc, "stop": stop, "extra": args.extra,
                                                     "provenance": asdict(prov)}, indent=1) + "\n")
     body = [f"`diffcodec encode IMAGE -o F.ddc --model {args.model} {' '.join(stop)} --max-pixels 0 "
-            f"{' '.join(args.extra)}` and `diffcodec decode F.ddc -o OUT.png --max-pixels 0`, each in a fresh "
+            f"{' '.join(args.extra)}` and `diffcodec decode F.ddc -o OUT.png --max-pixels 0` (its model found from the file), each in a fresh "
             f"process; peak = the process's peak resident memory (libraries and model included); load = the "
             f"1-minute load average before the encode / before the decode / after it.\n",
             report.table(["image", "size", "bytes", "bpp", "PSNR (dB)", "encode", "encode peak", "decode",

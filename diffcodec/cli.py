@@ -630,7 +630,8 @@ def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path
     diffcodec/codec/cost.py, which the README's table lists):
       full rate: 32×32 about 11 s, 64×64 50 s, 128×128 90 s, 256×256 5 min, 512×512 19 min
       (above 128×128 mostly the float64 replay of the lossless record);
-      --bpp 0.5: 256×256 up to 90 s, 768×512 up to 8 min (with --max-pixels 0).
+      --bpp 0.5: 256×256 up to 90 s, 768×512 up to 9 min, 1152×864 up to 23 min,
+      4032×3024 (12 MP) up to 4.7 h (images above 512×512 in tiles: see --tile).
     Encodes estimated at over a minute print their estimate first.
     """
     from tqdm import tqdm

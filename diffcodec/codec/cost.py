@@ -10,6 +10,9 @@ attention compares every pair of positions at a quarter of the resolution):
     seconds ≈ steps · (net32(P) + s·2^k·3P) + calls · c·2^k + [steps · net64(P)],
     net(P) = a·P + b·P²,  calls ≈ steps + KL/B,  KL ≈ RATE_BITS_PER_DIM · 3P
 
+An image the network sees in tiles (``diffcodec.tiling``) costs one net(P_w) per window w, so
+net(P) becomes Σ_w net(P_w): linear in the pixels, with the halos' overlap on top.
+
 The constants (``CPU_2_CORES``) are for 2 idle cores of an AMD EPYC: ``python -m
 benchmarks.encode_cost --threads 1`` measured one core's network passes (minimum of 3; on a busy
 machine one thread gives steadier figures), halved for two; version 4's scoring constants are

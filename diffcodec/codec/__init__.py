@@ -13,6 +13,10 @@ Encoding an image x_0 (``compress``):
    predicted from its checkerboard neighbours and the planes before it, with a Gaussian law whose
    σ is chosen per half-plane (``bitstream.interlaced``; version-1 files: ``bitstream.residual``).
 
+Every ε̂ of the chain is the network's output on the whole image, or, above 512×512 pixels, on
+overlapping tiles (``diffcodec.tiling``; the header names them, format version 5), so that
+memory and time grow linearly with the pixels.
+
 Decoding (``decompress``) replays the chain from the indices; any prefix of records gives
 x_t for some t, shown through a :class:`~diffcodec.reconstruct.Reconstruction`.
 

@@ -151,3 +151,14 @@ def test_the_tile_option_writes_a_tiled_file(tmp_path):
     assert result.exit_code == 0, result.output
     header = unpack((tmp_path / "a.ddc").read_bytes()).header
     assert (header.version, header.tile, header.halo) == (5, 16, 4)
+
+
+def test_tiled_estimates_grow_linearly_with_the_pixels():
+    from diffcodec.codec.cost import estimate_decode
+
+    model = load_model("default")
+    one, four = (estimate_decode(model, 768 * k, 1024 * k) for k in (1, 2))  # both tiled by default
+    assert 3.5 < four / one < 4.6  # linear up to the halos' share
+    whole = estimate_decode(model, 1536, 2048, tiling=Tiling())
+    assert whole > 1.3 * four  # the whole network's attention grows with the square of its tokens
+    assert estimate_decode(model, 768, 1024, lossless=True) > 2 * one

@@ -33,11 +33,6 @@ from .sampled_bound import estimate_sum, make_plan
 VARIANCE = OPTIMAL
 
 
-def parse_tiling(text: str) -> Tiling:
-    tile, _, halo = text.partition(":")
-    return Tiling(int(tile), int(halo or 0))
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="photo")
@@ -56,7 +51,7 @@ def main(argv=None) -> int:
         args.exact_up_to, args.width_fraction, args.max_stratum = 1, 2.0, 400
     torch.set_grad_enabled(False)
     model = load_model(args.model)
-    tilings = [parse_tiling(t) for t in args.tilings]
+    tilings = [Tiling.parse(t) for t in args.tilings]
     diffusion = model.diffusion()
     T = diffusion.num_steps
     plan = make_plan(T, args.exact_up_to, args.width_fraction, args.max_stratum, args.seed)

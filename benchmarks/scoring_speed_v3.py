@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
 
 import numba
 import numpy as np
@@ -22,25 +20,10 @@ import numpy as np
 from bitstream.kernels import log_weights, log_weights_reference
 from bitstream.noise import LANE_NORMAL, SharedNoise
 
+from .scoring_speed import coefficients, median_seconds
+
 SEED, STREAM = 20261207, (1, 1)
 CASES = [(4096, 1 << 12), (3072, 1 << 12)]
-
-
-def coefficients(d: int, rng):
-    """A call of a few bits of KL on d dimensions (q_std = 0.95 p_std, a mean shift)."""
-    a = np.full(d, 0.5 - 0.5 / 0.95**2)
-    b = rng.choice([-1.0, 1.0], size=d) * np.sqrt(7.0 / d) / 0.95**2
-    return a, b, float(d * np.log(0.95) - 3.5 / 0.95**2)
-
-
-def median_seconds(fn, repeats: int):
-    result = fn()  # warm-up (compilation)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), result
 
 
 def cpu() -> str:

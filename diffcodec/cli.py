@@ -196,9 +196,8 @@ def _parse_tiling(text: str):
 
     if text == "auto":
         return None
-    side, _, halo = text.partition(":")
     try:
-        tiling = Tiling(int(side), int(halo or 0))
+        tiling = Tiling.parse(text)
     except ValueError:
         raise DiffcodecError(f"--tile {text}: expected auto, 0, SIDE or SIDE:HALO (pixels, SIDE >= 16)") from None
     if not tiling.whole and (tiling.tile < 16 or tiling.tile > 65536 or tiling.halo > 65536):
@@ -639,6 +638,7 @@ def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path
     from bitstream.container import RecordLayout
     from .checkpoint import load_model
     from .codec import DEFAULT_STOP, CodecConfig, Stop, check_pixels, compress
+    from .codec.chain import padded_size
     from .codec.encoder import tiling_for
     from .files import STDIO, check_writable, describe_source, describe_target, read_input, write_json, write_output
     from .images import load_image, read_image
@@ -685,7 +685,7 @@ def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path
     for (source, _), (w, h), chosen in zip(jobs, sizes, chosen_models):  # the size as the network pads it
         try:
             f = models[chosen].unet_config.downsampling_factor
-            whole = tiling_for(CodecConfig(tiling=tiling), (h + (-h % f), w + (-w % f))).whole
+            whole = tiling_for(CodecConfig(tiling=tiling), padded_size(h, w, f)).whole
             check_pixels(w, h, limit, "encoding", f, whole=whole)
         except DiffcodecError as e:
             raise DiffcodecError(f"{describe_source(source)}: {e}") from None

@@ -42,6 +42,12 @@ class Tiling:
     def describe(self) -> str:
         return "whole image" if self.whole else f"tiles of {self.tile} px, halo {self.halo} px"
 
+    @classmethod
+    def parse(cls, text: str) -> "Tiling":
+        """``SIDE`` or ``SIDE:HALO`` in pixels (``0``: the whole image); ValueError otherwise."""
+        side, _, halo = text.partition(":")
+        return cls(int(side), int(halo or 0))
+
 
 WHOLE = Tiling()
 
@@ -62,12 +68,17 @@ def spans(size: int, tile: int, halo: int, factor: int) -> list[tuple[int, int, 
     return [(lo, hi, max(0, lo - reach), min(size, hi + reach)) for lo, hi in zip(edges, edges[1:])]
 
 
+def network_windows(tiling: Tiling, height: int, width: int, factor: int) -> list[tuple[int, int]]:
+    """(height, width) of every window one network pass runs on."""
+    rows = spans(height, tiling.tile, tiling.halo, factor)
+    cols = spans(width, tiling.tile, tiling.halo, factor)
+    return [(y1 - y0, x1 - x0) for _, _, y0, y1 in rows for _, _, x0, x1 in cols]
+
+
 def window_pixels(height: int, width: int, tiling: Tiling, factor: int) -> tuple[int, int]:
     """(pixels of all windows, pixels of the largest window): the network's work and its peak."""
-    rows, cols = spans(height, tiling.tile, tiling.halo, factor), spans(width, tiling.tile, tiling.halo, factor)
-    heights = [w1 - w0 for _, _, w0, w1 in rows]
-    widths = [w1 - w0 for _, _, w0, w1 in cols]
-    return sum(heights) * sum(widths), max(heights) * max(widths)
+    sizes = [h * w for h, w in network_windows(tiling, height, width, factor)]
+    return sum(sizes), max(sizes)
 
 
 def tiled(eps_fn: EpsFn, tiling: Tiling, factor: int) -> EpsFn:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from bitstream.container import unpack
 from diffcodec.checkpoint import load_model
 from diffcodec.codec import CodecConfig, CodecError, Stop, compress, decompress
-from diffcodec.codec.cost import network_windows
+from diffcodec.tiling import network_windows
 from diffcodec.codec.encoder import DEFAULT_TILING, WHOLE_IMAGE_PIXELS, tiling_for
 from diffcodec.tiling import Tiling, spans, tiled, window_pixels
 

@@ -200,6 +200,11 @@ def check_variance_table(header: Header, model: Model) -> None:
                          f"{header.variance_table.hex()}…, and model '{model.name}' {have}")
 
 
+def padded_size(height: int, width: int, factor: int) -> tuple[int, int]:
+    """(H', W'): the image's sides padded up to multiples of the network's ``factor``."""
+    return int(height) + (-int(height) % factor), int(width) + (-int(width) % factor)
+
+
 def pad_to_factor(rgb: np.ndarray, factor: int) -> np.ndarray:
     h, w = rgb.shape[:2]
     ph, pw = -h % factor, -w % factor

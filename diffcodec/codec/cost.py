@@ -44,7 +44,8 @@ from bitstream.container import RecordLayout
 
 from ..checkpoint import Model
 from ..plan import make_plan
-from ..tiling import Tiling, spans
+from ..tiling import Tiling, network_windows
+from .chain import padded_size
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ def estimate_encode(model: Model, width: int, height: int, config, stop, cost: C
         cost = CPU_2_CORES if config.version is None or config.version >= 4 else CPU_2_CORES_V3
     log2_candidates, chunk_bits = call_size(config, model, width * height)
     f = model.unet_config.downsampling_factor
-    padded_h, padded_w = height + (-height % f), width + (-width % f)
+    padded_h, padded_w = padded_size(height, width, f)
     pixels = padded_h * padded_w
     stop = reachable(stop, width * height)
     t_stop = resolve_t_stop(config, stop)
@@ -135,16 +136,11 @@ def estimate_encode(model: Model, width: int, height: int, config, stop, cost: C
     candidates = 2**log2_candidates
     calls = steps + RATE_BITS_PER_DIM * 3 * pixels / chunk_bits
     windows = network_windows(tiling_for(config, (padded_h, padded_w)), padded_h, padded_w, f)
-
-    def passes(per_pixel: float, per_pixel2: float) -> float:  # one network pass over every window
-        return sum(network_cost_ratio(model.unet_config, h, w) * (per_pixel * h * w + per_pixel2 * (h * w) ** 2)
-                   for h, w in windows)
-
-    seconds = (steps * (passes(cost.net32_per_pixel, cost.net32_per_pixel2)
+    seconds = (steps * (_passes(model, windows, cost.net32_per_pixel, cost.net32_per_pixel2)
                         + cost.per_candidate_dim * candidates * 3 * pixels)
                + calls * cost.per_candidate_call * candidates)
     if stop.full_rate:
-        seconds += steps * passes(cost.net64_per_pixel, cost.net64_per_pixel2)
+        seconds += steps * _passes(model, windows, cost.net64_per_pixel, cost.net64_per_pixel2)
     return EncodeEstimate(seconds, steps, stop.full_rate, not stop.full_rate)
 
 
@@ -156,18 +152,16 @@ def estimate_decode(model: Model, width: int, height: int, steps: int = 40, loss
     from .encoder import CodecConfig, tiling_for
 
     f = model.unet_config.downsampling_factor
-    padded_h, padded_w = height + (-height % f), width + (-width % f)
-    tiling = tiling if tiling is not None else tiling_for(CodecConfig(), (padded_h, padded_w))
+    padded = padded_size(height, width, f)
+    tiling = tiling if tiling is not None else tiling_for(CodecConfig(), padded)
     a, b = (cost.net64_per_pixel, cost.net64_per_pixel2) if lossless else (cost.net32_per_pixel, cost.net32_per_pixel2)
-    return steps * sum(network_cost_ratio(model.unet_config, h, w) * (a * h * w + b * (h * w) ** 2)
-                       for h, w in network_windows(tiling, padded_h, padded_w, f))
+    return steps * _passes(model, network_windows(tiling, *padded, f), a, b)
 
 
-def network_windows(tiling: Tiling, height: int, width: int, factor: int) -> list[tuple[int, int]]:
-    """(height, width) of every window one network pass runs on."""
-    rows = spans(height, tiling.tile, tiling.halo, factor)
-    cols = spans(width, tiling.tile, tiling.halo, factor)
-    return [(y1 - y0, x1 - x0) for _, _, y0, y1 in rows for _, _, x0, x1 in cols]
+def _passes(model: Model, windows: list[tuple[int, int]], per_pixel: float, per_pixel2: float) -> float:
+    """Seconds of one network pass over every window, net(P) = a·P + b·P² each."""
+    return sum(network_cost_ratio(model.unet_config, h, w) * (per_pixel * h * w + per_pixel2 * (h * w) ** 2)
+               for h, w in windows)
 
 
 def faster_setting(model: Model, width: int, height: int, config, stop, cost: CostModel | None = None):

@@ -23,6 +23,7 @@ from .chain import (
     CodecError,
     check_variance_table,
     model_hash,
+    padded_size,
     prediction,
     prediction_from_rounded,
     prediction_values,
@@ -88,7 +89,7 @@ def decompress(data: bytes, model: Model, upto_t: int | None = None,
     offset = 1 if header.mode is ImageMode.RGBA else 0
     stops_early = upto_t is not None and upto_t > 0 and upto_t >= plan.t_stop
     lossless = len(records) - offset == len(channel_records) + 1 and not stops_early
-    chain = Chain(model, header, plan, (h + (-h % f), w + (-w % f)), reference=lossless)
+    chain = Chain(model, header, plan, padded_size(h, w, f), reference=lossless)
     alpha = None
     if header.mode is ImageMode.RGBA:
         if not records:

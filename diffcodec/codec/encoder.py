@@ -25,6 +25,7 @@ from .chain import (
     lossless_pixels,
     model_hash,
     pad_to_factor,
+    padded_size,
     prediction_from_rounded,
     prediction_values,
     schedule_id,
@@ -199,7 +200,7 @@ def call_size(config: CodecConfig, model: Model, pixels: int | None = None) -> t
     return k, (max(1.0, k - GREEDY_SLACK_BITS) if greedy else bits)
 
 
-def _header(model: Model, image: CodecImage, config: CodecConfig, t_stop: int) -> Header:
+def _header(model: Model, image: CodecImage, config: CodecConfig, t_stop: int, tiling: Tiling) -> Header:
     layout = config.layout
     if layout is None:
         layout = RecordLayout.COARSE if image.width * image.height < 256 * 256 else RecordLayout.EVERY_STEP
@@ -213,8 +214,6 @@ def _header(model: Model, image: CodecImage, config: CodecConfig, t_stop: int) -
     if variance is VarianceChoice.OPTIMAL and model.error_table is None:
         raise ValueError(f"model '{model.name}' has no error table for optimal reverse variances")
     table = model.error_table.short_hash if variance is VarianceChoice.OPTIMAL else b""
-    f = model.unet_config.downsampling_factor
-    tiling = tiling_for(config, (image.height + (-image.height % f), image.width + (-image.width % f)))
     return Header(model_hash(model), image.width, image.height, image.mode, variance, layout,
                   schedule_id(model), t_stop, config.groups, tiling.tile, log2_candidates, quarter, config.seed,
                   version=format_version(config, tiling), variance_table=table, selection=selection_rule(config).byte,
@@ -234,10 +233,10 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
     ``stats["target"]`` says whether the stop's target was met.  An image of more than
     ``max_pixels`` pixels (None: no limit) is refused before any work (``limits``)."""
     f = model.unet_config.downsampling_factor
-    whole = tiling_for(config, (image.height + (-image.height % f), image.width + (-image.width % f))).whole
-    check_pixels(image.width, image.height, max_pixels, "encoding", f, whole=whole)
+    tiling = tiling_for(config, padded_size(image.height, image.width, f))
+    check_pixels(image.width, image.height, max_pixels, "encoding", f, whole=tiling.whole)
     stop = reachable(stop, image.width * image.height)
-    header = _header(model, image, config, resolve_t_stop(config, stop))
+    header = _header(model, image, config, resolve_t_stop(config, stop), tiling)
     plan = make_plan(model.schedule_config.num_timesteps, header.t_stop, header.groups, header.layout)
     h, w = image.height, image.width
     padded = pad_to_factor(image.rgb, model.unet_config.downsampling_factor)

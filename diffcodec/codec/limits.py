@@ -20,7 +20,7 @@ an image may have at most 1024 × 1024 pixels; an explicit limit applies to both
 
 from __future__ import annotations
 
-from .chain import CodecError
+from .chain import CodecError, padded_size
 
 DEFAULT_MAX_PIXELS = 4096 * 4096
 DEFAULT_MAX_WHOLE_PIXELS = 1024 * 1024  # the default's cap for an image the network sees whole
@@ -37,7 +37,7 @@ def check_pixels(width: int, height: int, max_pixels: int | None, action: str, f
     limit).  The padded size is what costs: a 65536×1 image is a 65536×4 one to the network.
     ``whole``: the network sees the image in one piece, so the default limit is
     ``DEFAULT_MAX_WHOLE_PIXELS``."""
-    pw, ph = int(width) + (-int(width) % factor), int(height) + (-int(height) % factor)
+    ph, pw = padded_size(height, width, factor)
     pixels = pw * ph
     which = ""
     if whole and max_pixels == DEFAULT_MAX_PIXELS:

@@ -15,10 +15,12 @@ import numbers
 from dataclasses import dataclass, replace
 
 MAGIC = b"DDC"
-VERSION = 5  # the newest written by this build
+VERSION = 6  # the newest written by this build
 UNTILED_VERSION = 4  # what a file whose network sees the whole image is written as (older decoders read it)
-READABLE_VERSIONS = (1, 2, 3, 4, 5)  # FORMAT.md §10 says what each changed
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)  # FORMAT.md §10 says what each changed
 TILED_VERSION = 5  # the first version whose ``tile`` may be nonzero (a tiled network evaluation)
+ENDING_VERSION = 6  # the first version with ``end_t``: a lossy file whose last step ends between two plan steps
+MAX_END_T = 1 << 16
 
 # The selection byte of version 4 (FORMAT.md §3, §6): ``v`` in 4 … 254 is tempered PFR with λ = v/4
 # (4: exact PFR, the only rule of versions 1–3), 255 greedy selection; 0 … 3 are reserved.
@@ -122,6 +124,7 @@ class Header:
     variance_table: bytes = b""  # with OPTIMAL: first 4 bytes of the SHA-256 of the model's error table
     selection: int = SELECTION_EXACT  # version 4: the selection rule (SELECTION_EXACT, tempered, SELECTION_GREEDY)
     halo: int = 0  # version 5, with a nonzero tile: pixels of context around each tile
+    end_t: int = 0  # version 6: the chain's last coded step ends at this t (0: the plan's own records, FORMAT.md §5)
 
     def __post_init__(self):
         object.__setattr__(self, "mode", ImageMode(self.mode))
@@ -138,7 +141,7 @@ class Header:
         if not isinstance(self.model_hash, bytes):
             raise FormatError("model_hash must be 4 bytes")
         for name in ("width", "height", "schedule_id", "t_stop", "groups", "tile", "log2_candidates",
-                     "chunk_quarter_bits", "seed", "body_bytes", "selection", "halo"):
+                     "chunk_quarter_bits", "seed", "body_bytes", "selection", "halo", "end_t"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise FormatError(f"header field {name} must be an integer, not {value!r}")
@@ -162,6 +165,10 @@ class Header:
             raise FormatError(f"tile {self.tile} outside 0..{MAX_SIDE}")
         if not 0 <= self.halo <= MAX_SIDE or (self.halo and not (self.tile and self.version >= TILED_VERSION)):
             raise FormatError(f"halo {self.halo} outside 0..{MAX_SIDE}, or without a tile size and version 5")
+        if self.end_t and self.version < ENDING_VERSION:
+            raise FormatError(f"an end_t needs format version {ENDING_VERSION}, not {self.version}")
+        if self.end_t and not self.t_stop <= self.end_t < MAX_END_T:
+            raise FormatError(f"end_t {self.end_t} outside t_stop ({self.t_stop})..{MAX_END_T - 1}")
         if not 0 <= self.schedule_id <= 255:
             raise FormatError(f"schedule id {self.schedule_id} outside 0..255")
         if self.version < 4 and self.selection != SELECTION_EXACT:
@@ -196,6 +203,7 @@ class Header:
                    self.chunk_quarter_bits]),
             bytes([self.selection]) if self.version >= 4 else b"",
             write_varint(self.tile), write_varint(self.halo) if self.tile and self.version >= TILED_VERSION else b"",
+            write_varint(self.end_t) if self.version >= ENDING_VERSION else b"",
             write_varint(self.seed), self.variance_table, write_varint(self.body_bytes),
         ])
         return body + crc16(body).to_bytes(2, "little")
@@ -226,6 +234,9 @@ class Header:
             halo = 0
             if tile and data[3] >= TILED_VERSION:
                 halo, pos = read_varint(data, pos, "the halo")
+            end_t = 0
+            if data[3] >= ENDING_VERSION:
+                end_t, pos = read_varint(data, pos, "the end t")
             seed, pos = read_varint(data, pos, "the seed")
             optimal = data[3] >= 3 and bool(flags1 & 4)
             variance_table = bytes(data[pos:pos + 4]) if optimal else b""
@@ -247,7 +258,7 @@ class Header:
         variance = VarianceChoice.OPTIMAL if flags1 & 4 else VarianceChoice(flags1 & 1)
         header = cls(model_hash, width, height, ImageMode(flags0), variance,
                      RecordLayout(flags1 >> 1 & 1), schedule_id, t_stop, groups, tile, log2_candidates, quarter, seed,
-                     body_bytes, data[3], variance_table, selection, halo)
+                     body_bytes, data[3], variance_table, selection, halo, end_t)
         return header, pos + 2
 
 

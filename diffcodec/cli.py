@@ -871,7 +871,9 @@ def info(file, as_json):
     bits_per_dim = doc["file_bytes"] * 8 / (3 * h["width"] * h["height"])
     click.echo(f"{name}: .ddc v{h['version']}, {h['width']}×{h['height']} {h['mode']}, model {h['model_hash']}…, "
                f"{doc['file_bytes']} bytes ({doc['bpp']:.3f} bpp = {bits_per_dim:.4f} bits/dim)")
-    click.echo(f"  plan: {doc['coded_steps']} coded steps from t = {doc['boundaries'][0]} to t_stop = {h['t_stop']} "
+    end = (f"t = {h['end_t']} (ended where the encoder's target was met; no lossless record)" if h.get("end_t")
+           else f"t_stop = {h['t_stop']}")
+    click.echo(f"  plan: {doc['coded_steps']} coded steps from t = {doc['boundaries'][0]} to {end} "
                f"(log-spaced), 2^{h['log2_candidates']} candidates, {h['chunk_bits']} bits per call, "
                f"σ² = {h['variance']}, records {h['layout']}, seed {h['seed']}"
                + (f", selection {h['selection']}" if "selection" in h else "")

@@ -10,6 +10,11 @@ is what makes a coarse step cost more than the fine steps it replaces.
 Records (the unit a decoder can stop at) end after the steps named by the record layout:
 COARSE ends one at the first boundary at or below each of t = 500, 200, 100, 50, 20 (the
 paper's Table 4 rows 500, 800, 900 reverse steps done, and two more) and one at t_stop; EVERY_STEP ends one after every step.
+
+A file that ends early (format version 6's ``end_t``, where a --psnr or --bpp target is met) keeps the
+plan's steps down to the last boundary above ``end_t``, then one step to ``end_t`` itself, which ends
+its last record; it has no lossless record.  Its earlier steps are the plan's, unchanged, so an
+encoder picks ``end_t`` after coding them.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ def step_boundaries(num_timesteps: int, t_stop: int, groups: int) -> list[int]:
 class StepPlan:
     boundaries: tuple[int, ...]  # b_0 = T > … > b_n = t_stop
     record_ends: tuple[int, ...]  # for each channel record, the number of steps coded when it ends
+    lossless: bool = True  # a lossless record may follow the channel records (not in a file that ends early)
 
     @property
     def num_steps(self) -> int:
@@ -65,7 +71,8 @@ class StepPlan:
         return self.boundaries[self.record_ends[r]]
 
 
-def make_plan(num_timesteps: int, t_stop: int, groups: int, layout: RecordLayout) -> StepPlan:
+def make_plan(num_timesteps: int, t_stop: int, groups: int, layout: RecordLayout, end_t: int = 0) -> StepPlan:
+    """The plan of (T, t_stop, groups, layout), ended at ``end_t`` when it is nonzero (t_stop ≤ end_t < T)."""
     b = step_boundaries(num_timesteps, t_stop, groups)
     n = len(b) - 1
     if RecordLayout(layout) is RecordLayout.EVERY_STEP:
@@ -78,4 +85,9 @@ def make_plan(num_timesteps: int, t_stop: int, groups: int, layout: RecordLayout
                 ends.add(first)
         ends.add(n)
         ends = sorted(ends)
-    return StepPlan(tuple(b), tuple(ends))
+    if not end_t:
+        return StepPlan(tuple(b), tuple(ends))
+    if not t_stop <= end_t < num_timesteps:
+        raise ValueError(f"end_t must be in {t_stop}..{num_timesteps - 1}")
+    last = max(i for i in range(n + 1) if b[i] > end_t)  # the last boundary above end_t
+    return StepPlan(tuple(b[:last + 1]) + (int(end_t),), tuple(e for e in ends if e <= last) + (last + 1,), False)

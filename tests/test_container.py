@@ -11,6 +11,8 @@ from bitstream.container import (
     MAGIC,
     MAX_PIXELS,
     MAX_SIDE,
+    ENDING_VERSION,
+    TILED_VERSION,
     UNTILED_VERSION,
     VERSION,
     FormatError,
@@ -225,11 +227,11 @@ def test_version_4_header_golden_bytes():
 
 def test_version_5_header_golden_bytes():
     # Version 5: a nonzero tile is followed by the halo (varints; FORMAT.md §3); tile 0 has no halo.
-    tiled = Header(b"abcd", 768, 512, tile=256, halo=32, version=VERSION, selection=255)
+    tiled = Header(b"abcd", 768, 512, tile=256, halo=32, version=TILED_VERSION, selection=255)
     assert tiled.to_bytes() == bytes.fromhex(
         "444443 05 61626364 8006 8004 00 00 00 0a 28 0c 14 ff 8002 20 00 00 af11")
     assert Header.from_bytes(tiled.to_bytes())[0] == tiled
-    whole = Header(b"abcd", 768, 512, version=VERSION)
+    whole = Header(b"abcd", 768, 512, version=TILED_VERSION)
     assert whole.to_bytes() == bytes.fromhex("444443 05 61626364 8006 8004 00 00 00 0a 28 0c 14 04 00 00 00 de1e")
     assert Header.from_bytes(whole.to_bytes())[0] == whole
     # a version 4 header keeps its layout: a tile there has no halo after it (decoders refuse it)
@@ -323,11 +325,26 @@ def test_bad_magic():
         unpack(b"\x89PNG\r\n\x1a\n" + bytes(40))
 
 
+def test_version_6_header_golden_bytes():
+    # Version 6: an end_t varint after the tile (and halo); 0 = the plan's own records (FORMAT.md §3, §5)
+    ending = Header(b"abcd", 768, 512, t_stop=10, version=ENDING_VERSION, selection=255, end_t=137)
+    assert ending.to_bytes() == bytes.fromhex("444443 06 61626364 8006 8004 00 00 00 0a 28 0c 14 ff 00 8901 00 00 c6f7")
+    assert Header.from_bytes(ending.to_bytes())[0] == ending
+    tiled = Header(b"abcd", 768, 512, tile=256, halo=32, version=ENDING_VERSION, selection=255, end_t=37)
+    assert Header.from_bytes(tiled.to_bytes())[0] == tiled
+    assert tiled.to_bytes()[20:24] == bytes.fromhex("8002 20 25")  # tile, halo, end_t
+    assert Header.from_bytes(replace(ending, end_t=0).to_bytes())[0].end_t == 0
+    for bad in (dict(end_t=20, version=TILED_VERSION), dict(end_t=5, t_stop=10, version=6),
+                dict(end_t=1 << 16, version=6)):
+        with pytest.raises(FormatError, match="end_t"):
+            Header(HASH, 1, 1, **bad)
+
+
 def test_unsupported_version():
-    with pytest.raises(FormatError, match="version 6 is not supported.*reads 1, 2, 3, 4, 5"):
-        unpack(raw_header(version=6))
-    with pytest.raises(FormatError, match="version 6 is not supported"):
-        Header(HASH, 1, 1, version=6)
+    with pytest.raises(FormatError, match="version 7 is not supported.*reads 1, 2, 3, 4, 5, 6"):
+        unpack(raw_header(version=7))
+    with pytest.raises(FormatError, match="version 7 is not supported"):
+        Header(HASH, 1, 1, version=7)
     with pytest.raises(FormatError, match="version 0 is not supported"):
         unpack(raw_header(version=0))
 

@@ -1,6 +1,6 @@
 """Damaged files give the project's own errors, never another exception.
 
-A seeded, bounded loop mutates the golden files (tests/golden/*.ddc, format versions 1 to 4):
+A seeded, bounded loop mutates the golden files (tests/golden/*.ddc, format versions 1 to 6):
 bit flips, inserted, deleted and duplicated bytes, truncations, records duplicated, swapped or
 dropped (as raw bytes, and re-framed with valid checksums), header fields changed (with the
 header CRC recomputed) and record payloads changed (with the record CRC recomputed). Each result
@@ -30,7 +30,7 @@ from diffcodec.codec import SCHEDULES, decompress
 from diffcodec.errors import DiffcodecError
 from diffcodec.plan import make_plan
 
-GOLDEN = sorted((Path(__file__).parent / "golden").glob("*_default_*.ddc"))  # versions 1 to 5
+GOLDEN = sorted((Path(__file__).parent / "golden").glob("*_default_*.ddc"))  # versions 1 to 6
 SEED = 20260601
 MUTATIONS_PER_FILE = 80
 PIXEL_LIMIT = 48 * 48  # golden files are 32×32; a mutated size above this is refused from the header
@@ -204,7 +204,7 @@ def model():
 
 
 def test_mutated_golden_files_give_only_the_projects_errors(model, one_thread):
-    assert len(GOLDEN) == 6  # versions 1, 2, 3, 4 (greedy, exact PFR) and 5 (tiled)
+    assert len(GOLDEN) == 7  # versions 1, 2, 3, 4 (greedy, exact PFR), 5 (tiled) and 6 (ended)
     outcomes, kinds, unexpected = fuzz(model, MUTATIONS_PER_FILE)
     print(f"\n{sum(outcomes.values())} mutations: {dict(kinds)}\noutcomes: {dict(outcomes)}")
     assert not unexpected, "\n".join(unexpected[:3])

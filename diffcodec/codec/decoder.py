@@ -51,6 +51,14 @@ def read_header(data: bytes) -> Header:
         raise CodecError(str(e)) from None
 
 
+def plan_of(header: Header, num_timesteps: int):
+    """The header's step plan (FORMAT.md §5); a CodecError for an end_t the schedule cannot have."""
+    try:
+        return make_plan(num_timesteps, header.t_stop, header.groups, header.layout, header.end_t)
+    except ValueError as e:
+        raise CodecError(f"the header's step plan is invalid ({e})") from None
+
+
 def check_model(header: Header, model: Model) -> None:
     if header.model_hash != model_hash(model):
         raise CodecError(f"the file was made with model {header.model_hash.hex()}…, not with "
@@ -81,14 +89,14 @@ def decompress(data: bytes, model: Model, upto_t: int | None = None,
     check_model(header, model)
     if header.tile != 0 and header.version < TILED_VERSION:  # reserved before version 5
         raise CodecError(f"a nonzero tile field needs format version {TILED_VERSION}, not {header.version}")
-    plan = make_plan(model.schedule_config.num_timesteps, header.t_stop, header.groups, header.layout)
+    plan = plan_of(header, model.schedule_config.num_timesteps)
     h, w = header.height, header.width
     f = model.unet_config.downsampling_factor
     records = list(unpacked.records)
     channel_records = plan.record_steps()
     offset = 1 if header.mode is ImageMode.RGBA else 0
     stops_early = upto_t is not None and upto_t > 0 and upto_t >= plan.t_stop
-    lossless = len(records) - offset == len(channel_records) + 1 and not stops_early
+    lossless = plan.lossless and len(records) - offset == len(channel_records) + 1 and not stops_early
     chain = Chain(model, header, plan, padded_size(h, w, f), reference=lossless)
     alpha = None
     if header.mode is ImageMode.RGBA:
@@ -101,7 +109,7 @@ def decompress(data: bytes, model: Model, upto_t: int | None = None,
         if alpha.size != h * w:
             raise CodecError("record 0 (alpha) has the wrong size")
         alpha = alpha.reshape(h, w)
-    if len(records) > len(channel_records) + 1:
+    if len(records) > len(channel_records) + plan.lossless:
         raise CodecError(f"the file has {len(records) + offset} records, more than its plan allows")
     total = _steps_to_decode(plan, len(records), upto_t)
     done = 0
@@ -199,13 +207,14 @@ def describe(data: bytes) -> dict:
     h = u.header
     if h.schedule_id not in SCHEDULES:
         raise CodecError(f"unknown schedule id {h.schedule_id}")
-    plan = make_plan(SCHEDULES[h.schedule_id].num_timesteps, h.t_stop, h.groups, h.layout)
+    plan = plan_of(h, SCHEDULES[h.schedule_id].num_timesteps)
     labels = ["alpha (zlib)"] if h.mode is ImageMode.RGBA else []
     prev = plan.boundaries[0]
     for r in range(len(plan.record_ends)):
         labels.append(f"t {prev}→{plan.t_after_record(r)}")
         prev = plan.t_after_record(r)
-    labels.append("lossless x_0")
+    if plan.lossless:
+        labels.append("lossless x_0")
     dims = 3 * h.width * h.height
     total = u.header_bytes
     records = []
@@ -223,6 +232,8 @@ def describe(data: bytes) -> dict:
         header["selection"] = SelectionRule.from_byte(h.selection).describe()
     if h.version >= 5:
         header["halo"] = h.halo
+    if h.version >= 6:
+        header["end_t"] = h.end_t
     return {"header": header, "header_bytes": u.header_bytes, "file_bytes": len(data),
             "bpp": len(data) * 8 / (h.width * h.height), "boundaries": list(plan.boundaries),
             "coded_steps": plan.num_steps, "records": records, "truncated": u.truncated}

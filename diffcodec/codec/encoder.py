@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -12,7 +12,7 @@ import torch
 from bitstream import chunks as chunking
 from bitstream import guarded_rounding, interlaced
 from bitstream.channel import log_weight_coefficients
-from bitstream.container import TILED_VERSION, UNTILED_VERSION, Header, ImageMode, RecordLayout, VarianceChoice, crc16, pack, unpack
+from bitstream.container import ENDING_VERSION, TILED_VERSION, UNTILED_VERSION, Header, ImageMode, RecordLayout, VarianceChoice, crc16, pack, unpack
 from bitstream.selection import EXACT, GREEDY, SelectionRule, select_step, step_coefficients
 
 from ..checkpoint import Model
@@ -32,6 +32,7 @@ from .chain import (
     to_model,
     to_uint8,
 )
+from .landing import Attempt, enough, land
 from .limits import DEFAULT_MAX_PIXELS, check_pixels
 from .records import RecordWriter
 
@@ -255,36 +256,56 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
     done = 0
     stop_here = False
     budget = None if stop.bpp is None else stop.bpp * h * w / 8  # bytes
+    lands = can_land(config, stop)
+    plan_T = model.schedule_config.num_timesteps
     last_level = 0
     for r, steps in enumerate(plan.record_steps()):
         enc = RecordWriter(last_level if chain.levels_carry_over else 0)
-        for step, t, s in steps:
-            x0_hat, p_mean, p_std = chain.prior(x, t, eps)
-            q_mean, q_std = chain.posterior(x0, x, t)
-            kl_dims = np.log(p_std / q_std) + (q_std**2 + (q_mean - p_mean) ** 2) / (2 * p_std**2) - 0.5
-            kl_bits = float(kl_dims.sum() / math.log(2))
-            level = chunking.level_for(kl_bits, header.chunk_bits, chain.dims)
-            coded = enc.level(chain.level_model, level)
-            if header.version >= 4:
-                a, b = step_coefficients(q_mean, q_std, p_mean, p_std, chain.order(step))
-                indices = select_step(header.seed, step, a, b, chain.chunk_sizes(level), header.log2_candidates,
-                                      EXACT if chain.small_call(level) else rule, scorer)
-            else:
-                parts = chain.parts(step, level)
-                coefficients = [log_weight_coefficients(q_mean[idx], q_std, p_mean[idx], p_std) for idx in parts]
-                indices = scorer.best_indices(header.seed, [(step, j + 1) for j in range(len(parts))], coefficients,
-                                              header.log2_candidates)
-            for n in indices:
-                coded += enc.index(chain.index_model_for(level), n)
-            coded_steps.append((step, t, s, level, indices))
-            x = chain.step_from_indices(x, eps, step, t, level, indices)  # exactly what a decoder rebuilds
+        for k, (step, t, s) in enumerate(steps):
+            before = (x, eps, enc.copy()) if lands else None
+            coded = code_step(chain, rule, scorer, x0, x, eps, step, t, s, enc)
+            x = coded.x_s
             eps = chain.eps(x, s)
-            steps_out.append({"step": step, "t": t, "s": s, "kl_bits": kl_bits, "chunks": len(indices),
-                              "ideal_coded_bits": coded})
+            coded_steps.append(coded.symbols)
+            steps_out.append(coded.stats)
             done += 1
             if progress:
                 progress(done, total_steps)
-            if budget is not None and r > 0 and sizes[-1] + enc.bytes_at_least() + 3 > budget:
+            if lands:
+                at_s = _attempt(chain, header, s, x, eps, enc, coded, records, image, x0,
+                                needs_end=k < len(steps) - 1)
+                if enough(at_s, stop.psnr, budget):
+                    x_t, eps_t, enc_t = before
+                    at_t = None  # the file ending at t, before this step (none before the first step)
+                    if k > 0:
+                        at_t = _attempt(chain, header, t, x_t, eps_t, enc_t, None, records, image, x0)
+                    elif steps_out[:-1]:
+                        at_t = _attempt(chain, header, t, x_t, eps_t, None, None, records, image, x0, needs_end=False)
+
+                    def attempt(end_t: int) -> Attempt:
+                        plan_e = make_plan(plan_T, header.t_stop, header.groups, header.layout, end_t)
+                        chain_e = Chain(model, replace(header, version=ENDING_VERSION, end_t=end_t), plan_e,
+                                        padded.shape[:2])
+                        enc_e = enc_t.copy()
+                        coded_e = code_step(chain_e, rule, scorer, x0, x_t, eps_t, step, t, end_t, enc_e)
+                        return _attempt(chain_e, header, end_t, coded_e.x_s, chain_e.eps(coded_e.x_s, end_t), enc_e,
+                                        coded_e, records, image, x0)
+
+                    final = land(t, at_s, attempt, stop.psnr, budget, at_t).state
+                    header, x = final.header, final.x
+                    del coded_steps[-1], steps_out[-1]
+                    if final.coded is not None:
+                        coded_steps.append(final.coded.symbols)
+                        steps_out.append(final.coded.stats)
+                    if final.record is not None:
+                        records.append(final.record)
+                        sizes.append(len(pack(header, records)))
+                        z = _standardised(x, x0, chain.full_schedule.alphas_cumprod[final.t - 1])
+                        record_out.append({"record": len(records) - 1, "t": final.t, "file_bytes": sizes[-1],
+                                           **final.stats, **z})
+                    stop_here = True
+                    break
+            elif budget is not None and r > 0 and sizes[-1] + enc.bytes_at_least() + 3 > budget:
                 stop_here = True  # this record cannot fit (3: its shortest framing): not finished
                 break
         if stop_here:
@@ -293,12 +314,9 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
         records.append(enc.finish())
         sizes.append(len(pack(header, records)))
         t_now = plan.t_after_record(r)
-        x0_hat = chain.x0_hat(x, t_now, eps)
-        psnr = _psnr(to_uint8(x0_hat, h, w), image.rgb)
-        rmse = float(((x0_hat - x0)[..., :h, :w] ** 2).mean().sqrt()) * 127.5
-        record_out.append({"record": len(records) - 1, "t": t_now, "file_bytes": sizes[-1], "psnr_mean": psnr,
-                           "rmse_0_255": rmse, **_standardised(x, x0, chain.full_schedule.alphas_cumprod[t_now - 1])})
-        stop_here = _should_stop(stop, t_now, psnr, sizes, h * w)
+        record_out.append({"record": len(records) - 1, "t": t_now, "file_bytes": sizes[-1],
+                           **_state_stats(chain, t_now, x, eps, x0, image)})
+        stop_here = _should_stop(stop, t_now, record_out[-1]["psnr_mean"], sizes, h * w)
         if stop_here:
             break
     lossless = {}
@@ -326,7 +344,7 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
              "config": {"t_stop": header.t_stop, "groups": header.groups, "log2_candidates": header.log2_candidates,
                         "chunk_bits": header.chunk_bits, "variance": header.variance.name.lower(),
                         "layout": header.layout.name.lower(), "seed": header.seed,
-                        "selection": rule.describe(), "version": header.version}}
+                        "selection": rule.describe(), "version": header.version, "end_t": header.end_t}}
     stats["record_count"] = len(records)
     if retry:  # only the lossless record met the target: the full-rate file may be smaller
         def more(d, t):
@@ -339,6 +357,85 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
                                     "kept": "full_rate" if data is full.data else "lossy_t_stop"}
     stats["target"] = _target(stop, stats)
     return Encoded(data, stats)
+
+
+@dataclass
+class CodedStep:
+    """One channel-simulation step t → s: its symbols, its statistics and the state it reaches."""
+
+    symbols: tuple  # (step, t, s, level, indices), what ``replay`` and a decoder rebuild from
+    stats: dict
+    x_s: torch.Tensor
+
+
+def code_step(chain: Chain, rule: SelectionRule, scorer, x0: torch.Tensor, x: torch.Tensor, eps: torch.Tensor,
+              step: int, t: int, s: int, enc: RecordWriter) -> CodedStep:
+    """Code the step from x_t to s into ``enc`` (its level change and candidate indices)."""
+    header = chain.header
+    x0_hat, p_mean, p_std = chain.prior(x, t, eps)
+    q_mean, q_std = chain.posterior(x0, x, t)
+    kl_dims = np.log(p_std / q_std) + (q_std**2 + (q_mean - p_mean) ** 2) / (2 * p_std**2) - 0.5
+    kl_bits = float(kl_dims.sum() / math.log(2))
+    level = chunking.level_for(kl_bits, header.chunk_bits, chain.dims)
+    coded = enc.level(chain.level_model, level)
+    if header.version >= 4:
+        a, b = step_coefficients(q_mean, q_std, p_mean, p_std, chain.order(step))
+        indices = select_step(header.seed, step, a, b, chain.chunk_sizes(level), header.log2_candidates,
+                              EXACT if chain.small_call(level) else rule, scorer)
+    else:
+        parts = chain.parts(step, level)
+        coefficients = [log_weight_coefficients(q_mean[idx], q_std, p_mean[idx], p_std) for idx in parts]
+        indices = scorer.best_indices(header.seed, [(step, j + 1) for j in range(len(parts))], coefficients,
+                                      header.log2_candidates)
+    for n in indices:
+        coded += enc.index(chain.index_model_for(level), n)
+    x_s = chain.step_from_indices(x, eps, step, t, level, indices)  # exactly what a decoder rebuilds
+    return CodedStep((step, t, s, level, indices),
+                     {"step": step, "t": t, "s": s, "kl_bits": kl_bits, "chunks": len(indices), "ideal_coded_bits": coded},
+                     x_s)
+
+
+def can_land(config: CodecConfig, stop: Stop) -> bool:
+    """Whether a --psnr or --bpp target may end the file inside a plan step (``landing``): the
+    encoder chooses the version (6 then) and the stop has such a target."""
+    return config.version is None and (stop.psnr is not None or stop.bpp is not None)
+
+
+@dataclass
+class _Ending:
+    """A file ending at t: its header, its last record (None: the records as they are), the state."""
+
+    t: int
+    header: Header
+    record: bytes | None
+    coded: CodedStep | None
+    x: torch.Tensor
+    stats: dict
+
+
+def _state_stats(chain: Chain, t: int, x: torch.Tensor, eps: torch.Tensor, x0: torch.Tensor, image: CodecImage,
+                 z: bool = True) -> dict:
+    """PSNR and RMSE of x̂_0 at t, and (``z``) the chain's z statistics there: one record's stats."""
+    h, w = image.height, image.width
+    x0_hat = chain.x0_hat(x, t, eps)
+    rmse = float(((x0_hat - x0)[..., :h, :w] ** 2).mean().sqrt()) * 127.5
+    out = {"psnr_mean": _psnr(to_uint8(x0_hat, h, w), image.rgb), "rmse_0_255": rmse}
+    if z:
+        out.update(_standardised(x, x0, chain.full_schedule.alphas_cumprod[t - 1]))
+    return out
+
+
+def _attempt(chain: Chain, header: Header, t: int, x: torch.Tensor, eps: torch.Tensor, enc: RecordWriter | None,
+             coded: CodedStep | None, records: list[bytes], image: CodecImage, x0: torch.Tensor,
+             needs_end: bool = True) -> Attempt:
+    """The file that ends at t with the open record ``enc`` (None: the records as they are); its
+    header names ``end_t`` unless the layout ends a record at t anyway (``needs_end`` False)."""
+    if needs_end:
+        header = replace(header, version=ENDING_VERSION, end_t=t)
+    record = enc.finish() if enc is not None else None
+    stats = _state_stats(chain, t, x, eps, x0, image, z=False)
+    size = len(pack(header, records + ([record] if record is not None else [])))
+    return Attempt(t, stats["psnr_mean"], size, _Ending(t, header, record, coded, x, stats))
 
 
 def candidate_scorer(model: Model):

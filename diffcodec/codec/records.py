@@ -17,6 +17,12 @@ class RecordWriter:
         self._enc = constriction.stream.queue.RangeEncoder()
         self._prev_level = prev_level  # version 4: the previous record's last level; else 0
 
+    def copy(self) -> "RecordWriter":
+        """An independent writer in this one's state (to try a step two ways)."""
+        other = RecordWriter(self._prev_level)
+        other._enc = self._enc.clone()
+        return other
+
     @property
     def last_level(self) -> int:
         return self._prev_level

@@ -10,7 +10,9 @@ each test takes a few seconds.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import io
+from copy import copy
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,6 @@ import pytest
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 import diffcodec.codec
-import diffcodec.pillow  # noqa: F401  (registers the format)
 from bitstream.container import Header, unpack
 from diffcodec.checkpoint import load_model
 from diffcodec.codec import CodecConfig
@@ -50,6 +51,18 @@ def pixels(im: Image.Image) -> np.ndarray:
 def record_ends(data: bytes) -> list[int]:
     u = unpack(data)
     return list(np.cumsum([u.header_bytes] + u.record_bytes)[1:])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ddc_format():
+    """The format registered for this module's tests only: Pillow's registries are copies here
+    (its own plugins all loaded first, so none of them registers into a copy)."""
+    Image.init()
+    with pytest.MonkeyPatch.context() as patch:
+        for registry in ("ID", "OPEN", "SAVE", "EXTENSION", "MIME"):
+            patch.setattr(Image, registry, copy(getattr(Image, registry)))
+        importlib.reload(importlib.import_module("diffcodec.pillow"))  # registers it (again, if imported)
+        yield
 
 
 @pytest.fixture

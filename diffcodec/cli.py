@@ -567,9 +567,11 @@ Examples:
 @click.option("--upto-t", type=click.IntRange(min=0, max=1000), default=None,
               help="Stop once the chain reaches this timestep (0: lossless).")
 @click.option("--bpp", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Largest file within this many bits per pixel (headers included).")
+              help="Largest file within this many bits per pixel (headers included); the last step ends "
+              "where the budget is spent (format version 6).")
 @click.option("--psnr", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Stop at the first prefix whose decoded image (mean) reaches this PSNR in dB. [default: 35]")
+              help="Stop where the decoded image (mean) reaches this PSNR in dB: the last step ends there "
+              "(format version 6). [default: 35]")
 @click.option("--lossless", is_flag=True,
               help="Code everything: the decoded PNG equals the 8-bit image coded (the input itself for 8-bit "
                    "inputs; see the table of input modes).")

@@ -143,7 +143,7 @@ def main(argv=None) -> int:
         if ideal:
             vs_ideal = bd_rate(ideal["bpp"], ideal["psnr"], c["bpp"], c["psnr"])
             c["bd_rate_vs_ideal"] = vs_ideal
-            print(f"   BD-rate vs the {ideal['label']} ({IDEAL_POINTS} points even in PSNR): "
+            print(f"   BD-rate vs the {ideal['label']}, {IDEAL_POINTS} points even in PSNR: "
                   + ("n/a" if vs_ideal is None else f"{vs_ideal:+.1f} %"))
         for name, res in classic.items():
             vs = bd_rate(res["bpp"], res["psnr-rgb"], c["bpp"], c["psnr_per_image"])

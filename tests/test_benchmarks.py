@@ -141,6 +141,16 @@ def test_rd_curve_quick_practice_lies_on_theory(results):
         assert 0.5 < rmse / theory < 1.15, (t, rmse, theory)
     check_report(folder / "rd_curve.md", "python -m benchmarks.rd_curve --quick")
     assert len(list((folder / "ddc").glob("cifar10-test-*.ddc"))) == 2
+    # the model's ideal curve beside the files: 30 points even in PSNR over the files' range, σ*²
+    ideal = doc["ideal_curve"]
+    assert ideal["variance"] == "optimal" and len(ideal["bpp"]) == len(ideal["psnr"]) == 30
+    np.testing.assert_allclose(np.diff(ideal["psnr"]), np.diff(ideal["psnr"])[0])
+    pooled = r["psnr-rgb-pooled"]
+    assert ideal["psnr"][0] == pytest.approx(max(15, min(pooled))) and ideal["psnr"][-1] <= max(pooled) + 1e-9
+    assert np.isfinite(ideal["bd_rate_files_vs_ideal"])
+    assert ideal["bd_rate_files_vs_ideal"] == pytest.approx(bd_rate(ideal["bpp"], ideal["psnr"], r["bpp"], pooled))
+    text = (folder / "rd_curve.md").read_text()
+    assert "model's ideal curve (bound, σ*²)" in text and f"{ideal['bd_rate_files_vs_ideal']:+.1f} %" in text
 
 
 @needs_cifar
@@ -157,6 +167,19 @@ def test_compare_quick(results):
     text = (folder / "compare.md").read_text()
     assert "BD-rate" in text and "JPEG 4:2:0" in text
     assert "diffcodec mean" in out
+    # the PSNR of the mean MSE, the ideal curve's convention, is at most the mean per-image PSNR
+    webp = json.loads((folder / "compare-webp.json").read_text())["results"]
+    assert all(p <= m + 1e-9 for p, m in zip(webp["psnr-rgb-pooled"], webp["psnr-rgb"]))
+    # the model's ideal curve of the same images: against the files and each classic codec, finite
+    ideal = json.loads((folder / "compare-ideal.json").read_text())
+    assert ideal["variance"] == "optimal" and len(ideal["results"]["bpp"]) == 30
+    pairs = {(row["test"], row["against"]): row["bd_rate"] for row in ideal["bd_rate_pooled_psnr"]}
+    label = ideal["label"]
+    assert set(pairs) == {("diffcodec mean", label)} | {(who, c) for c in ("JPEG 4:2:0", "WebP", "AVIF")
+                                                         for who in (label, "diffcodec mean")}
+    assert all(np.isfinite(v) for v in pairs.values())
+    assert pairs[("diffcodec mean", label)] > 0  # real files cost more than the model's own curve
+    assert "## Against the model's ideal curve" in text and f"{pairs[('diffcodec mean', label)]:+.1f}%" in text
 
 
 @needs_cifar

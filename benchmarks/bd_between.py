@@ -20,11 +20,12 @@ from .bjontegaard import bd_rate, overlap
 QUALITIES = {"psnr-rgb": "PSNR", "ms-ssim-rgb": "MS-SSIM"}
 
 
-def bd_rates(before: dict, after: dict, minus_bpp: float = 0.0) -> dict[str, tuple[float | None, tuple | None]]:
+def bd_rates(before: dict, after: dict, minus_bpp: float = 0.0,
+             keys=tuple(QUALITIES)) -> dict[str, tuple[float | None, tuple | None]]:
     """BD-rate (%) of ``after`` against ``before`` and the quality range they share, by quality."""
     rates = [b - minus_bpp for b in after["bpp"]]
     return {key: (bd_rate(before["bpp"], before[key], rates, after[key]), overlap(before[key], after[key]))
-            for key in QUALITIES}
+            for key in keys}
 
 
 def main(argv=None) -> int:

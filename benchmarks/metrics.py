@@ -1,6 +1,8 @@
 """Image-quality metrics of the reports, on uint8 RGB arrays (H, W, 3).
 
 ``psnr_rgb``     10·log10(255² / MSE), the MSE over all pixels and all three channels.
+``pooled_psnr``  the PSNR of the mean MSE of several images (from their PSNRs): the convention of
+                 the bound's RMSE of x̂_0, which a mean of per-image PSNRs is not.
 ``ms_ssim_rgb``  MS-SSIM (Wang, Simoncelli, Bovik 2003) as ``pytorch_msssim.ms_ssim`` computes
                  it with its defaults: Gaussian window 11, σ 1.5, K1 0.01, K2 0.03, data range
                  255, 5 scales with weights 0.0448, 0.2856, 0.3001, 0.2363, 0.1333, "valid"
@@ -42,6 +44,17 @@ def psnr_rgb(ref: np.ndarray, test: np.ndarray) -> float:
     _check(ref, test)
     mse = float(np.mean((ref.astype(np.float64) - test.astype(np.float64)) ** 2))
     return math.inf if mse == 0 else 10.0 * math.log10(DATA_RANGE**2 / mse)
+
+
+def psnr_from_rmse(rmse):
+    """PSNR in dB of an RMSE on [0, 255] (a number or an array)."""
+    return 20.0 * np.log10(DATA_RANGE / np.asarray(rmse, dtype=float))
+
+
+def pooled_psnr(psnrs, axis=-1):
+    """PSNR of the mean MSE of the images whose PSNRs are ``psnrs`` (along ``axis``)."""
+    mse = DATA_RANGE**2 / 10 ** (np.asarray(psnrs, dtype=float) / 10)
+    return 10.0 * np.log10(DATA_RANGE**2 / mse.mean(axis=axis))
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,10 @@ Usage:
 Files missing from the folder are encoded first (at full rate, with the encoder's defaults
 unless ``--candidates``/``--chunk-bits`` say otherwise). Theory is the exact T = 1000 bound of
 the same images (σ² = β, the paper's), and, when present, of the whole data set
-(``nll_<model>[-c<crop>].json`` from ``python -m benchmarks.split``).  Outputs are named
-``rd_curve[-c<crop>].{json,md,png}``.
+(``nll_<model>[-c<crop>].json`` from ``python -m benchmarks.split``).  Beside the files, the
+model's ideal curve (the same images' bound under σ*², the variances the files are coded with:
+``theory.ideal_curve``) and the BD-rate of the files' mean reconstructions against it, both by
+the PSNR of the pooled MSE.  Outputs are named ``rd_curve[-c<crop>].{json,md,png}``.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from diffcodec.codec import CodecConfig, Stop, call_size, resolve_t_stop
 from diffcodec.nll import OPTIMAL
 
 from . import datasets, paper, report
+from .bjontegaard import bd_rate
+from .metrics import psnr_from_rmse
 from .practice import decode_prefixes, encode_missing, header_bytes, lossless_point, operating_points
-from .theory import bound_document, cache_path, load_document, rate_after, rmse_at
+from .theory import cache_path, describe_ideal, ideal_curve, load_document, rate_after, report_bound, rmse_at
 
 NEAREST_WITHIN = 60  # steps: a record further from a Table 4 row is not shown on it
 RMSE_TOLERANCE = 0.03  # practice RMSE vs the same images' bound: coded x_t follow q(x_t|x_0)
@@ -56,7 +60,6 @@ def main(argv=None) -> int:
     suffix = report.model_tag(args.model) + (f"-c{args.crop}" if args.crop else "")
     folder = args.ddc_dir or out / f"ddc{suffix}"
     images = datasets.load(args.dataset, args.limit, args.crop)
-    whole = len(images) == len(datasets.load(args.dataset, None, args.crop))
     model = load_model(args.model)
     rule = SelectionRule.parse(args.selection)
     settings = CodecConfig(log2_candidates=args.candidates, chunk_bits=args.chunk_bits, selection=rule)
@@ -67,12 +70,14 @@ def main(argv=None) -> int:
     h, w = images[0].rgb.shape[:2]
     pixels = h * w
     full_path = cache_path(report.results_dir(args.dataset), model, 0, True, args.crop)
-    theory = bound_document(model, [im.rgb for im in images],
-                            full_path if whole and not args.quick else cache_path(out, model, len(images), False, args.crop))
+    theory = report_bound(model, images, args.dataset, args.crop, args.quick)
     full = load_document(full_path, model)
     mean_pts = operating_points(per_image, "mean", pixels)
     flow_pts = operating_points(per_image, "flow", pixels)
     lossless = lossless_point(per_image, pixels)
+    pooled = [float(psnr_from_rmse(p["rmse_0_255"])) for p in mean_pts]  # the ideal curve's PSNR convention
+    ideal = ideal_curve(theory, span=[pooled])
+    vs_ideal = bd_rate(ideal["bpp"], ideal["psnr"], [p["bpp"] for p in mean_pts], pooled)
     T = len(theory["rmse_0_255_by_t"])
     optimal = OPTIMAL in theory["by_variance"]  # the variances the codec codes with (format version 3)
     for p, f in zip(mean_pts, flow_pts):
@@ -104,6 +109,7 @@ def main(argv=None) -> int:
         "theory_rmse_0_255": [p["theory_rmse_0_255"] for p in mean_pts],
         "flow_psnr-rgb": [p["flow_psnr"] for p in mean_pts],
         "theory_optimal_rate_bits_per_dim": [p["optimal_rate_bits_per_dim"] for p in mean_pts],
+        "psnr-rgb-pooled": pooled,
     }
     theory_total = theory["total_bits_per_dim"]
     optimal_total = theory["by_variance"][OPTIMAL]["total_bits_per_dim"] if optimal else None
@@ -117,7 +123,8 @@ def main(argv=None) -> int:
                   "theory_optimal_total_bits_per_dim": optimal_total},
         theory_same_images={"cumulative_rate_bits_per_dim": theory["by_variance"]["fixedlarge"]["cumulative_rate_bits_per_dim"],
                             "rmse_0_255_by_t": theory["rmse_0_255_by_t"], "images": theory["images"]},
-        theory_all_images=None if full is None else {"images": full["images"], "source": full_path.name})
+        theory_all_images=None if full is None else {"images": full["images"], "source": full_path.name},
+        ideal_curve=ideal | {"bd_rate_files_vs_ideal": vs_ideal})
 
     # ---- the paper's rows, theory and the nearest prefix
     rows = []
@@ -162,13 +169,18 @@ def main(argv=None) -> int:
             f"than theory through the fixed header ({header_bpd:.3f} bits/dim here), the per-record framing and "
             f"the channel simulation's per-call overhead (calls of 2^{calls[0]} candidates and {calls[1]:g} bits "
             f"of KL). "
-            f"Encoder settings: {settings}; full-rate files use t_stop = {resolve_t_stop(settings, Stop())}.\n"]
+            f"Encoder settings: {settings}; full-rate files use t_stop = {resolve_t_stop(settings, Stop())}.\n",
+            "## The files against the model's ideal curve\n",
+            describe_ideal(ideal, theory["images"], "the theory above") + " PSNR of the pooled MSE on both sides. "
+            "**BD-rate (PSNR) of the files' mean reconstructions against it: "
+            + ("n/a (no shared PSNR range)" if vs_ideal is None else f"{vs_ideal:+.1f} %") + "** "
+            "(0 %: the files reach the model's curve; every change to the coder reads against it).\n"]
     report.write_markdown(out / f"rd_curve{suffix}.md", f"Rate–distortion curve (Table 4, Fig. 5): {data}", "\n".join(body), prov)
 
     curves = [(full, f"theory, {n_full} images", "-")]
     if full is None or full["images"] != theory["images"]:  # else the same images: one curve
         curves.append((theory, f"theory, {len(images)} images", "--"))
-    fig, axes = report.figure(1, 2)
+    fig, axes = report.figure(1, 3)
     ax = axes[0, 0]
     for doc, label, style in curves:
         if doc is None:
@@ -197,6 +209,15 @@ def main(argv=None) -> int:
     ax.set_ylabel("cumulative rate (bits/dim)")
     ax.legend(fontsize=7)
     ax.set_title("Rate against reverse steps", fontsize=9)
+    ax = axes[0, 2]
+    ax.plot(ideal["bpp"], ideal["psnr"], "k-", label=ideal["label"])
+    ax.plot([p["bpp"] for p in mean_pts], pooled, "o", label="practice: .ddc prefixes, x̂_0")
+    ax.set_xscale("log")
+    ax.set_xlabel("bpp (files: real bytes, headers included)")
+    ax.set_ylabel("PSNR of the pooled MSE (dB)")
+    ax.legend(fontsize=7)
+    ax.set_title("Files against the model's ideal curve: BD-rate "
+                 + ("n/a" if vs_ideal is None else f"{vs_ideal:+.1f} %"), fontsize=9)
     report.save_figure(fig, out / f"rd_curve{suffix}.png")
 
     for p in mean_pts:
@@ -207,6 +228,8 @@ def main(argv=None) -> int:
         print(f"full rate: {full_bits:.3f} bits/dim, bound {theory_total:.3f}, ratio {full_bits / theory_total:.3f}"
               + (f" (σ*²: {optimal_total:.3f}, ratio {full_bits / optimal_total:.3f})" if optimal else "") + "; "
               f"{lossless['exact']}/{lossless['full_rate']} bit-exact")
+    print(f"BD-rate (PSNR of the pooled MSE) of the files' mean reconstructions against the {ideal['label']}: "
+          + ("n/a" if vs_ideal is None else f"{vs_ideal:+.1f} %"))
     print(f"wrote {out}/rd_curve{suffix}.{{json,md,png}}")
     return 0
 

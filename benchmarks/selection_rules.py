@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import multiprocessing as mp
 import time
 from dataclasses import dataclass
@@ -36,7 +35,9 @@ import numpy as np
 
 from .bjontegaard import bd_rate
 from .datasets import load
+from .metrics import pooled_psnr
 from .practice import worker_setup
+from .theory import IDEAL_POINTS, ideal_curve
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,7 @@ def curve(rows: list[dict], pixels: int) -> dict:
     for i in range(n_records):
         recs = [r["records"][i] for r in rows]
         bpp.append(float(np.mean([x["file_bytes"] for x in recs])) * 8 / pixels)
-        mse = np.mean([255.0**2 / 10 ** (x["psnr_mean"] / 10) for x in recs])
-        psnr.append(10 * math.log10(255.0**2 / mse))
+        psnr.append(float(pooled_psnr([x["psnr_mean"] for x in recs])))
         psnr_per_image.append(float(np.mean([x["psnr_mean"] for x in recs])))
         t.append(recs[0]["t"])
         z.append({key: float(np.mean([x[key] for x in recs])) for key in ("z_mean", "z_var", "z_ks")})
@@ -92,22 +92,6 @@ def curve(rows: list[dict], pixels: int) -> dict:
     return {"bpp": bpp, "psnr": psnr, "psnr_per_image": psnr_per_image, "t": t, "z": z, "coded_over_kl": sum(r["coded_bits"] for r in rows) / kl,
             "overhead_bits_per_call": (sum(r["coded_bits"] for r in rows) - kl) / sum(r["calls"] for r in rows),
             "seconds_median": float(np.median([r["seconds"] for r in rows]))}
-
-
-def ideal_curve(bound: dict, variance: str = "optimal", points: int = 30, low: float = 15.0,
-                high: float = 45.0) -> dict:
-    """The model's own rate–distortion curve from a stored bound: for t = 1000 … 1, the cumulative
-    rate (bpp = 3 · bits/dim) once x_t is held against the PSNR of the pooled RMSE of x̂_0 at t,
-    resampled at ``points`` PSNRs evenly spaced over its range within [low, high] dB."""
-    cum = np.asarray(bound["by_variance"][variance]["cumulative_rate_bits_per_dim"])  # after 1, 2, … steps
-    rmse = np.asarray(bound["rmse_0_255_by_t"])  # at t = 1 … 1000
-    t = np.arange(1000, 0, -1)
-    rate = 3 * cum[1000 - t]  # held x_t after T − t + 1 steps
-    psnr = 20 * np.log10(255.0 / rmse[t - 1])
-    order = np.argsort(psnr)
-    lo, hi = max(low, psnr.min()), min(high, psnr.max())
-    grid = np.linspace(lo, hi, points)
-    return {"bpp": np.interp(grid, psnr[order], rate[order]).tolist(), "psnr": grid.tolist(), "variance": variance}
 
 
 def main(argv=None) -> int:
@@ -159,7 +143,7 @@ def main(argv=None) -> int:
         if ideal:
             vs_ideal = bd_rate(ideal["bpp"], ideal["psnr"], c["bpp"], c["psnr"])
             c["bd_rate_vs_ideal"] = vs_ideal
-            print("   BD-rate vs the model's ideal curve (σ*², 30 points even in PSNR): "
+            print(f"   BD-rate vs the {ideal['label']}, {IDEAL_POINTS} points even in PSNR: "
                   + ("n/a" if vs_ideal is None else f"{vs_ideal:+.1f} %"))
         for name, res in classic.items():
             vs = bd_rate(res["bpp"], res["psnr-rgb"], c["bpp"], c["psnr_per_image"])

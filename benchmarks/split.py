@@ -18,20 +18,16 @@ beside it.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
 from diffcodec.checkpoint import load_model
 
 from . import datasets, paper, report
+from .metrics import psnr_from_rmse
 from .theory import bound_document, cache_path, load_document
 
 VARIANCES = {"fixedlarge": "σ² = β (the paper's)", "fixedsmall": "σ² = β̃",
              "optimal": "σ² = σ*² (optimal, from training data)"}
-
-
-def psnr_from_rmse(rmse: float) -> float:
-    return 20 * math.log10(255 / rmse)
 
 
 def optimal_note(doc: dict) -> str:

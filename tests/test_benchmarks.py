@@ -31,6 +31,48 @@ def test_bd_rate_of_a_quality_shift_follows_the_slope():
     assert bd_rate(rate, psnr, rate, psnr + 20) is None  # no shared quality range
 
 
+def closed_form_bound(optimal: bool = True) -> dict:
+    """A bound document of T = 1000 whose curve is known by hand: after n reverse steps the rate is
+    n/1000 bits/dim under σ*² (twice that under σ² = β), and x̂_0 at t has PSNR 50 − 0.04·t dB, so
+    holding x_t costs 3(1001 − t)/1000 bpp at that PSNR: bpp = 0.075·PSNR − 0.747 under σ*²."""
+    steps = np.arange(1, 1001)
+    t = np.arange(1, 1001)
+    by_variance = {"fixedlarge": {"cumulative_rate_bits_per_dim": (2 * steps / 1000).tolist()}}
+    if optimal:
+        by_variance["optimal"] = {"cumulative_rate_bits_per_dim": (steps / 1000).tolist()}
+    return {"by_variance": by_variance, "rmse_0_255_by_t": (255 / 10 ** ((50 - 0.04 * t) / 20)).tolist()}
+
+
+def test_ideal_curve_of_a_closed_form_bound():
+    from benchmarks.theory import ideal_curve
+
+    curve = ideal_curve(closed_form_bound())
+    psnr = np.linspace(15, 45, 30)  # 30 points evenly spaced in PSNR over the window [15, 45] dB
+    assert curve["variance"] == "optimal" and "σ*²" in curve["label"]
+    np.testing.assert_allclose(curve["psnr"], psnr)
+    np.testing.assert_allclose(curve["bpp"], 0.075 * psnr - 0.747, atol=1e-12)
+    # without σ*² rates it falls back to the document's σ² = β, and says so
+    fallback = ideal_curve(closed_form_bound(optimal=False))
+    assert fallback["variance"] == "fixedlarge" and "β" in fallback["label"]
+    np.testing.assert_allclose(fallback["bpp"], 2 * (0.075 * psnr - 0.747), atol=1e-12)
+    # narrowed to the curves it is set against; never beyond its own range (10 to 49.96 dB)
+    np.testing.assert_allclose(ideal_curve(closed_form_bound(), span=[[20.0, 31.0], [25.0, 40.0]])["psnr"],
+                               np.linspace(20, 40, 30))
+    wide = ideal_curve(closed_form_bound(), low=0, high=100)
+    assert wide["psnr"][0] == pytest.approx(10.0) and wide["psnr"][-1] == pytest.approx(49.96)
+    # files costing 25 % more at every PSNR read as +25 % against it
+    assert bd_rate(curve["bpp"], curve["psnr"], 1.25 * np.array(curve["bpp"]), curve["psnr"]) == pytest.approx(25.0)
+
+
+def test_pooled_psnr_is_that_of_the_mean_mse():
+    from benchmarks.metrics import pooled_psnr, psnr_from_rmse
+
+    # MSEs 255²/100 and 255²/10⁴: their mean is 255² · 0.00505
+    assert pooled_psnr([20.0, 40.0]) == pytest.approx(-10 * np.log10(0.00505))
+    assert pooled_psnr([[20.0, 40.0], [30.0, 30.0]], axis=1) == pytest.approx([-10 * np.log10(0.00505), 30.0])
+    assert psnr_from_rmse(2.55) == pytest.approx(40.0)
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     return tmp_path_factory.mktemp("bench")
@@ -99,6 +141,16 @@ def test_rd_curve_quick_practice_lies_on_theory(results):
         assert 0.5 < rmse / theory < 1.15, (t, rmse, theory)
     check_report(folder / "rd_curve.md", "python -m benchmarks.rd_curve --quick")
     assert len(list((folder / "ddc").glob("cifar10-test-*.ddc"))) == 2
+    # the model's ideal curve beside the files: 30 points even in PSNR over the files' range, σ*²
+    ideal = doc["ideal_curve"]
+    assert ideal["variance"] == "optimal" and len(ideal["bpp"]) == len(ideal["psnr"]) == 30
+    np.testing.assert_allclose(np.diff(ideal["psnr"]), np.diff(ideal["psnr"])[0])
+    pooled = r["psnr-rgb-pooled"]
+    assert ideal["psnr"][0] == pytest.approx(max(15, min(pooled))) and ideal["psnr"][-1] <= max(pooled) + 1e-9
+    assert np.isfinite(ideal["bd_rate_files_vs_ideal"])
+    assert ideal["bd_rate_files_vs_ideal"] == pytest.approx(bd_rate(ideal["bpp"], ideal["psnr"], r["bpp"], pooled))
+    text = (folder / "rd_curve.md").read_text()
+    assert "model's ideal curve (bound, σ*²)" in text and f"{ideal['bd_rate_files_vs_ideal']:+.1f} %" in text
 
 
 @needs_cifar
@@ -115,6 +167,19 @@ def test_compare_quick(results):
     text = (folder / "compare.md").read_text()
     assert "BD-rate" in text and "JPEG 4:2:0" in text
     assert "diffcodec mean" in out
+    # the PSNR of the mean MSE, the ideal curve's convention, is at most the mean per-image PSNR
+    webp = json.loads((folder / "compare-webp.json").read_text())["results"]
+    assert all(p <= m + 1e-9 for p, m in zip(webp["psnr-rgb-pooled"], webp["psnr-rgb"]))
+    # the model's ideal curve of the same images: against the files and each classic codec, finite
+    ideal = json.loads((folder / "compare-ideal.json").read_text())
+    assert ideal["variance"] == "optimal" and len(ideal["results"]["bpp"]) == 30
+    pairs = {(row["test"], row["against"]): row["bd_rate"] for row in ideal["bd_rate_pooled_psnr"]}
+    label = ideal["label"]
+    assert set(pairs) == {("diffcodec mean", label)} | {(who, c) for c in ("JPEG 4:2:0", "WebP", "AVIF")
+                                                         for who in (label, "diffcodec mean")}
+    assert all(np.isfinite(v) for v in pairs.values())
+    assert pairs[("diffcodec mean", label)] > 0  # real files cost more than the model's own curve
+    assert "## Against the model's ideal curve" in text and f"{pairs[('diffcodec mean', label)]:+.1f}%" in text
 
 
 @needs_cifar

@@ -2,6 +2,7 @@
 
 Errors caused by input (missing files, bad data, mismatched checkpoints, malformed .ddc
 files) print one line ``error: …`` and exit with status 1; nothing is written in that case.
+So do failed writes (a full disk, a closed pipe; ``diffcodec.files``), leaving nothing partial.
 Only click is imported at start-up (``--help`` stays fast); each command imports what it uses.
 """
 
@@ -60,11 +61,15 @@ def training_data_options(command):
 
 
 class _Group(click.Group):
-    """Turns input errors of any command into one line on stderr and exit status 1."""
+    """Turns input errors of any command, and failed writes (standard output included), into one
+    line on stderr and exit status 1."""
 
     def invoke(self, ctx: click.Context):
+        from .files import guarded_stdout
+
         try:
-            return super().invoke(ctx)
+            with guarded_stdout():
+                return super().invoke(ctx)
         except Exception as e:
             if not _is_input_error(e):
                 raise
@@ -640,7 +645,8 @@ def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path
     from .codec import DEFAULT_STOP, CodecConfig, Stop, check_pixels, compress
     from .codec.chain import padded_size
     from .codec.encoder import tiling_for
-    from .files import STDIO, check_writable, describe_source, describe_target, read_input, write_json, write_output
+    from .files import (STDIO, check_writable, describe_source, describe_target, make_folder, read_input, write_json,
+                        write_output)
     from .images import load_image, read_image
     from .model_choice import resolve_model_name, size_warning
 
@@ -694,7 +700,7 @@ def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path
     config = CodecConfig(t_stop=t_stop, groups=groups, log2_candidates=log2_candidates, chunk_bits=chunk_bits,
                          layout=layout, seed=seed, selection=rule, tiling=tiling)
     if len(jobs) > 1 or jobs[0][1] != out_path:
-        Path(out_path).mkdir(exist_ok=True)
+        make_folder(Path(out_path))
     for i, (source, target) in enumerate(jobs):
         loaded = first if i == 0 else load(source)
         name = describe_source(source)
@@ -829,12 +835,12 @@ def decode(file, out_path, upto_t, how, steps, frames_dir, model_name, accept_mi
 
 
 def _write_frames(folder: Path, frames, say) -> None:
-    from .files import atomic_write_bytes
+    from .files import make_folder, write_file
 
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder)
     images = []
     for i, (t, image) in enumerate(frames):
-        atomic_write_bytes(folder / f"frame_{i:03d}_t{t:04d}.png", image.png_bytes(), force=True)
+        write_file(folder / f"frame_{i:03d}_t{t:04d}.png", image.png_bytes(), force=True)
         images.append(image.to_pil().convert("RGB"))
     if images:
         import io
@@ -842,7 +848,7 @@ def _write_frames(folder: Path, frames, say) -> None:
         scale = max(1, 256 // max(images[0].size))
         big = [im.resize((im.width * scale, im.height * scale), 0) for im in images]
         big[0].save(buf, format="GIF", save_all=True, append_images=big[1:], duration=400, loop=0)
-        atomic_write_bytes(folder / "animation.gif", buf.getvalue(), force=True)
+        write_file(folder / "animation.gif", buf.getvalue(), force=True)
     say(f"wrote {len(images)} frames and animation.gif to {folder}")
 
 

@@ -193,6 +193,7 @@ def _codec_device(name: str):
 VARIANCES = ("fixedlarge", "fixedsmall")
 # ``codec.DEFAULT_MAX_PIXELS``, written out for the same reason (a test keeps the two equal).
 MAX_PIXELS = 4096 * 4096
+SALVAGED = 2  # decode's exit status when --salvage wrote the image of the records before a corrupt one
 
 
 def _parse_tiling(text: str):
@@ -455,9 +456,9 @@ def _load_for_file(model_name, header, device="cpu"):
     raise CodecError(f"no shipped model has hash {header.model_hash.hex()}…; pass --model with the file's model")
 
 
-def _read_ddc(file: str):
+def _read_ddc(file: str, salvage: bool = False):
     """(name, bytes, header, description) of a .ddc argument (``-``: standard input); every
-    error names the file."""
+    error names the file (with ``salvage``, a corrupt record is left to the decoder)."""
     from bitstream.container import FormatError
     from .codec import describe, read_header
     from .files import describe_source, read_input
@@ -465,7 +466,7 @@ def _read_ddc(file: str):
     name = describe_source(file)
     data = read_input(file, ".ddc file")
     try:
-        return name, data, read_header(data), describe(data)  # describe checks every record's checksum
+        return name, data, read_header(data), describe(data, salvage=salvage)  # checks every record's checksum
     except (DiffcodecError, FormatError) as e:
         raise DiffcodecError(f"{name}: {e}") from None
 
@@ -772,18 +773,26 @@ Examples:
               help="Model name or folder (default: the shipped model the file names).")
 @click.option("--accept-mismatch", is_flag=True,
               help="Write the image even if the lossless record does not reproduce the encoder's pixels.")
+@click.option("--salvage", is_flag=True,
+              help="When a record is corrupt, write the image of the intact records before it (with a warning "
+                   f"and exit status {SALVAGED}) instead of stopping with an error.")
 @max_pixels_option("decode")
 @CODEC_DEVICE_OPTION
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
-def decode(file, out_path, upto_t, how, steps, frames_dir, model_name, accept_mismatch, max_pixels, device, force):
+def decode(file, out_path, upto_t, how, steps, frames_dir, model_name, accept_mismatch, salvage, max_pixels, device,
+           force):
     """Decode a .ddc FILE (or any prefix of it) to a PNG.
 
     FILE '-' reads standard input; '-o -' writes the PNG to standard output (messages go to
-    standard error then).
+    standard error then). A truncated FILE decodes its complete records, with a warning.
+
+    \b
+    Exit status: 0 the image was written; 1 an error, nothing written;
+    2 --salvage wrote the image of the intact records before a corrupt one.
     """
     from tqdm import tqdm
 
-    from .codec import check_pixels, decompress
+    from .codec import check_pixels, damage_warnings, decompress
     from .files import STDIO, check_output, describe_target, write_output
     from .reconstruct import Reconstruction
 
@@ -794,7 +803,7 @@ def decode(file, out_path, upto_t, how, steps, frames_dir, model_name, accept_mi
             raise DiffcodecError(f"--frames {frames} is a file, not a folder")
         if frames.is_dir() and any(frames.iterdir()) and not force:
             raise DiffcodecError(f"{frames} is not empty; pass --force to write into it")
-    name, data, header, _ = _read_ddc(file)
+    name, data, header, _ = _read_ddc(file, salvage)
     model = _load_for_file(model_name, header, _codec_device(device))
     try:  # from the header, before any work
         check_pixels(header.width, header.height, max_pixels or None, "decoding", model.unet_config.downsampling_factor,
@@ -811,19 +820,13 @@ def decode(file, out_path, upto_t, how, steps, frames_dir, model_name, accept_mi
         bars[0].update(done - bars[0].n)
     try:
         out = decompress(data, model, upto_t, Reconstruction(how), steps=steps, frames=bool(frames_dir),
-                         progress=progress, max_pixels=max_pixels or None)
+                         progress=progress, max_pixels=max_pixels or None, salvage=salvage)
     finally:
         for bar in bars:
             bar.close()
-    if out.truncated and out.records_used == out.records_available:
-        click.echo(f"warning: {name} is truncated; decoded its {out.records_used} complete records "
-                   f"(t = {out.t})", err=True)
-    if out.exact is False:
-        mismatch = (f"{name} does not decode to the image that was encoded: its pixels do not match the "
-                    f"checksum the encoder stored")
-        if not accept_mismatch:
-            raise DiffcodecError(f"{mismatch} (nothing written; --accept-mismatch writes the image anyway)")
-        click.echo(f"warning: {mismatch}", err=True)
+    for warning in damage_warnings(out, name, accept_mismatch, "nothing written; --accept-mismatch writes the "
+                                                               "image anyway"):
+        click.echo(f"warning: {warning}", err=True)
     write_output(out_path, out.image.png_bytes())
     if out.t == 0:
         what = "lossless" if out.exact else "all records, NOT the encoded image"
@@ -832,6 +835,8 @@ def decode(file, out_path, upto_t, how, steps, frames_dir, model_name, accept_mi
     say(f"wrote {describe_target(out_path)} ({what}, {out.records_used} records)")
     if frames_dir:
         _write_frames(Path(frames_dir), out.frames, say)
+    if out.damage is not None:
+        click.get_current_context().exit(SALVAGED)
 
 
 def _write_frames(folder: Path, frames, say) -> None:

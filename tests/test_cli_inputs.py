@@ -207,8 +207,8 @@ def test_format_errors_from_the_bitstream_are_one_line(monkeypatch, tmp_path):
     from bitstream.container import FormatError
     import diffcodec.codec
 
-    def broken(data):
-        raise FormatError("record 3 is corrupt (checksum mismatch at byte 99)")
+    def broken(data, **options):
+        raise FormatError("record 3 is corrupt (checksum mismatch in bytes 99–150)")
 
     monkeypatch.setattr(diffcodec.codec, "describe", broken)
     monkeypatch.setattr(diffcodec.codec, "read_header", broken)

@@ -127,10 +127,12 @@ def train(config_name, init_from, cifar, folder, crop_size, min_scale, folder_we
 
     from .checkpoint import CONFIG_FILE, read_config, resolve_model_path
     from .data import DataConfig
+    from .files import check_folder
     from .train import SpeedConfig, TrainConfig, Trainer, WarmStart
     from .unet import CONFIGS, UNetConfig
 
     out = Path(out_dir)
+    check_folder(out, may_create=True)
     speed = {k: v for k, v in (("bf16", bf16), ("log_every", log_every)) if v is not None}
     if compile_mode is not None:
         speed["compile"] = None if compile_mode == "none" else compile_mode
@@ -429,10 +431,12 @@ def convert(source, out_dir, name, force):
     """
     from .checkpoint import CONFIG_FILE, save_checkpoint
     from .convert import load_diffusers_folder, schedule_from_diffusers
+    from .files import check_folder
 
     out = Path(out_dir)
     if (out / CONFIG_FILE).exists() and not force:
         raise DiffcodecError(f"{out} already holds a checkpoint; pass --force to replace it")
+    check_folder(out, may_create=True)
     unet, state = load_diffusers_folder(Path(source))
     schedule, schedule_source = schedule_from_diffusers(Path(source))
     save_checkpoint(out, state, unet, schedule, name=name or out.name,
@@ -490,7 +494,7 @@ def _encode_jobs(images: tuple[str, ...], out: str, force: bool) -> list[tuple[s
     created); then image ``X.*`` becomes ``<folder>/X.ddc``.  Several images (or a folder of
     them) need such a folder; one image may also go to a file or to standard output (``-``).
     """
-    from .files import STDIO, check_output, check_writable
+    from .files import STDIO, check_folder, check_output, check_writable
 
     if STDIO in images and len(images) > 1:
         raise DiffcodecError("'-' (standard input) must be the only image")
@@ -509,6 +513,7 @@ def _encode_jobs(images: tuple[str, ...], out: str, force: bool) -> list[tuple[s
     folder = Path(out)
     if not folder.is_dir() and not folder.parent.is_dir():
         raise DiffcodecError(f"folder {folder.parent} does not exist")
+    check_folder(folder, may_create=True)
     jobs, seen = [], {}
     for src in sources:
         target = folder / (Path(src).stem + ".ddc")
@@ -793,7 +798,7 @@ def decode(file, out_path, upto_t, how, steps, frames_dir, model_name, accept_mi
     from tqdm import tqdm
 
     from .codec import check_pixels, damage_warnings, decompress
-    from .files import STDIO, check_output, describe_target, write_output
+    from .files import STDIO, check_folder, check_output, describe_target, write_output
     from .reconstruct import Reconstruction
 
     check_output(out_path, force)
@@ -803,6 +808,7 @@ def decode(file, out_path, upto_t, how, steps, frames_dir, model_name, accept_mi
             raise DiffcodecError(f"--frames {frames} is a file, not a folder")
         if frames.is_dir() and any(frames.iterdir()) and not force:
             raise DiffcodecError(f"{frames} is not empty; pass --force to write into it")
+        check_folder(frames, may_create=True)
     name, data, header, _ = _read_ddc(file, salvage)
     model = _load_for_file(model_name, header, _codec_device(device))
     try:  # from the header, before any work

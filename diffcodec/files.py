@@ -82,12 +82,20 @@ def check_writable(path: Path, force: bool) -> Path:
             raise DiffcodecError(f"{path} is not a regular file, a device or a FIFO; cannot write to it")
         if not force:
             raise DiffcodecError(f"{path} exists; pass --force to overwrite it")
-    folder = _target(path).parent
+    check_folder(_target(path).parent)
+    return path
+
+
+def check_folder(folder: Path, may_create: bool = False) -> None:
+    """Before any work: files can be written in ``folder``, which exists (with ``may_create``:
+    or can be made in the nearest folder above it that exists)."""
+    folder = Path(folder)
+    while may_create and not folder.exists() and folder != folder.parent:
+        folder = folder.parent
     if not folder.is_dir():
         raise DiffcodecError(f"folder {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write to {path} (folder {folder} is not writable)")
-    return path
+        raise OutputError(f"cannot write in folder {folder} (it is not writable)")
 
 
 def write_output(arg: str, data: bytes, force: bool = True) -> None:

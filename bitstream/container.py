@@ -275,6 +275,18 @@ def pack(header: Header, records: list[bytes]) -> bytes:
     return replace(header, body_bytes=len(body)).to_bytes() + body
 
 
+@dataclass(frozen=True)
+class Damage:
+    """The first record that is not intact (or, after intact records, bytes past the declared
+    end), where it lies (bytes ``first`` to ``last``, inclusive; to the declared end where its
+    length cannot be read) and what is wrong with it."""
+
+    record: int  # its index; every record before it is intact
+    first: int
+    last: int
+    message: str  # one line naming the record and its byte range: what a strict ``unpack`` raises
+
+
 @dataclass
 class Unpacked:
     header: Header
@@ -282,11 +294,13 @@ class Unpacked:
     truncated: bool  # the file is shorter than its header declares (a prefix of a file)
     header_bytes: int
     record_bytes: list[int]  # framed size of each complete record (length + payload + CRC)
+    damage: Damage | None = None  # with ``salvage``: the corrupt record after ``records``
 
 
-def unpack(data: bytes) -> Unpacked:
+def unpack(data: bytes, *, salvage: bool = False) -> Unpacked:
     """Parse a file or a prefix of one: complete records are returned, a record cut by the end
-    of the data is dropped and reported as truncation, a corrupt one raises ``FormatError``.
+    of the data is dropped and reported as truncation, a corrupt one raises ``FormatError``
+    (with ``salvage``: ends the records, described in ``damage``).
 
     Records are read within the end the header declares, so a changed byte names the record it
     hit, also when the data is longer than declared (an inserted byte) or shorter (a deleted
@@ -299,6 +313,11 @@ def unpack(data: bytes) -> Unpacked:
     available = min(len(data), end)
     body = memoryview(data)[:available]  # no copy: varints are read within the declared end
     records, sizes = [], []
+    damage = None
+
+    def unreadable(index: int, start: int, problem: str) -> Damage:  # its end is unknown: to the declared end
+        return Damage(index, start, available - 1, f"{problem} (bytes {start}–{available - 1})")
+
     while pos < available:
         index = len(records)
         start = pos
@@ -307,19 +326,29 @@ def unpack(data: bytes) -> Unpacked:
         except EOFError:
             if truncated:
                 break
-            raise FormatError(f"record {index} is corrupt (its length runs past the end of the file)") from None
+            damage = unreadable(index, start, f"record {index} is corrupt: its length runs past the end of the file")
+            break
+        except FormatError as e:
+            damage = unreadable(index, start, str(e))
+            break
         if pos + length + 2 > end:
-            raise FormatError(f"record {index} is corrupt (its length runs past the end of the file)")
+            damage = unreadable(index, start, f"record {index} is corrupt: its length runs past the end of the file")
+            break
         payload = data[pos:pos + length]
         crc = crc16(write_varint(index) + data[start:pos] + payload).to_bytes(2, "little")
         stored = data[pos + length:min(pos + length + 2, available)]
         if stored != crc[:len(stored)] and len(payload) == length:
-            raise FormatError(f"record {index} is corrupt (checksum mismatch at byte {start})")
+            last = pos + length + 1
+            damage = Damage(index, start, last, f"record {index} is corrupt (checksum mismatch in bytes {start}–{last})")
+            break
         if len(stored) < 2:  # cut by the end of the data (what is left of its CRC matches)
             break
         records.append(payload)
         pos += length + 2
         sizes.append(pos - start)
-    if len(data) > end:
-        raise FormatError(f"{len(data) - end} unexpected bytes after the last record")
-    return Unpacked(header, records, truncated, header_bytes, sizes)
+    if damage is None and len(data) > end:
+        damage = Damage(len(records), end, len(data) - 1,
+                        f"{len(data) - end} unexpected bytes after the last record (bytes {end}–{len(data) - 1})")
+    if damage is not None and not salvage:
+        raise FormatError(damage.message)
+    return Unpacked(header, records, truncated, header_bytes, sizes, damage)

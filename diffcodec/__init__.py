@@ -1,10 +1,12 @@
 """diffcodec: a progressive image codec built on a denoising diffusion model (DDPM).
 
-``compress`` and ``decompress`` (``diffcodec.api``) are loaded on first use, so that importing
-the package, and with it the command line's ``--help``, does not import torch.
+``compress`` and ``decompress`` (``diffcodec.api``), and the errors and warnings of damaged
+input they give, are loaded on first use, so that importing the package, and with it the
+command line's ``--help``, does not import torch.
 """
 
-__all__ = ["compress", "decompress"]
+__all__ = ["CodecError", "DamagedFileWarning", "PixelMismatchError", "PixelMismatchWarning", "SalvagedFileWarning",
+           "TruncatedFileWarning", "compress", "decompress"]
 
 
 def __getattr__(name: str):

@@ -5,6 +5,13 @@ bytes (or any prefix of them) to an image.
     >>> data = compress("photo.png", lossless=True)         # model "auto": photo or cifar10 by size
     >>> decompress(data).save("same.png")                   # the shipped model the file names
     >>> decompress(data, upto_t=200, reconstruct="flow")   # a coarse preview
+
+Damaged input is reported as the command line reports it: a truncated file decodes its complete
+records with a :class:`TruncatedFileWarning`; a corrupt record is a :class:`CodecError`, or with
+``salvage=True`` the image of the intact records before it and a :class:`SalvagedFileWarning`;
+a full-rate file whose pixels miss the encoder's checksum is a :class:`PixelMismatchError`, or
+with ``accept_mismatch=True`` the image and a :class:`PixelMismatchWarning` (all warnings are
+:class:`DamagedFileWarning`).
 """
 
 from __future__ import annotations
@@ -16,8 +23,9 @@ import numpy as np
 from PIL import Image
 
 from .checkpoint import Model, load_model
-from .codec import (DEFAULT_MAX_PIXELS, DEFAULT_STOP, CodecConfig, CodecError, Stop, compress as _compress,
-                    decompress as _decompress, read_header)
+from .codec import (DEFAULT_MAX_PIXELS, DEFAULT_STOP, CodecConfig, CodecError, DamagedFileWarning,
+                    PixelMismatchError, PixelMismatchWarning, SalvagedFileWarning, Stop, TruncatedFileWarning,
+                    compress as _compress, damage_warnings, decompress as _decompress, read_header)
 from .images import CodecImage, from_pil, load_image
 from .model_choice import AUTO, resolve_model_name, shipped_model_for_hash, size_warning
 from .reconstruct import Reconstruction
@@ -76,11 +84,16 @@ def compress(image, model=AUTO, *, upto_t: int | None = None, bpp: float | None 
 
 def decompress(data: bytes, model=None, *, upto_t: int | None = None,
                reconstruct: str | Reconstruction = Reconstruction.MEAN, steps: int = 50,
-               max_pixels: int | None = DEFAULT_MAX_PIXELS, device: str = "cpu") -> Image.Image:
+               max_pixels: int | None = DEFAULT_MAX_PIXELS, device: str = "cpu", salvage: bool = False,
+               accept_mismatch: bool = False) -> Image.Image:
     """``.ddc`` bytes (complete or a prefix) → PIL image. ``model`` None: the shipped model
     whose hash the file carries. Files of images of more than ``max_pixels`` pixels are refused
     from their header (None: no limit). ``device`` as for :func:`compress`; a file decodes on any.
+    ``salvage`` and ``accept_mismatch``: damaged input as the module docstring says.
     """
     data = bytes(data)
-    return _decompress(data, _model_for_file(data, model, device), upto_t, Reconstruction(reconstruct), steps=steps,
-                       max_pixels=max_pixels).image.to_pil()
+    decoded = _decompress(data, _model_for_file(data, model, device), upto_t, Reconstruction(reconstruct),
+                          steps=steps, max_pixels=max_pixels, salvage=salvage)
+    for warning in damage_warnings(decoded, "the data", accept_mismatch, "accept_mismatch=True returns it anyway"):
+        warnings.warn(warning, stacklevel=2)
+    return decoded.image.to_pil()

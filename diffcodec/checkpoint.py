@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save
 
 from .diffusion import GaussianDiffusion
 from .errors import CheckpointError
-from .files import atomic_write_bytes
+from .files import make_folder, write_file
 from .schedule import ScheduleConfig
 from .unet import UNet, UNetConfig
 from .variances import TABLE_FILE, ErrorTable
@@ -109,11 +109,11 @@ def save_checkpoint(
     """Write a checkpoint folder; ``config.json`` is written last so a folder with a valid
     config always has matching weights."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    make_folder(directory)
     weights = directory / WEIGHTS_FILE
-    atomic_write_bytes(weights, _tensor_bytes({k: v.to(dtype) if v.is_floating_point() else v for k, v in state_dict.items()}))
+    write_file(weights, _tensor_bytes({k: v.to(dtype) if v.is_floating_point() else v for k, v in state_dict.items()}))
     if train_state is not None:
-        atomic_write_bytes(directory / TRAIN_STATE_FILE, _tensor_bytes(train_state))
+        write_file(directory / TRAIN_STATE_FILE, _tensor_bytes(train_state))
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -124,7 +124,7 @@ def save_checkpoint(
         "weights_sha256": sha256_file(weights),
         "meta": meta or {},
     }
-    atomic_write_bytes(directory / CONFIG_FILE, (json.dumps(config, indent=2) + "\n").encode())
+    write_file(directory / CONFIG_FILE, (json.dumps(config, indent=2) + "\n").encode())
     return directory
 
 

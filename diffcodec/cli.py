@@ -2,6 +2,7 @@
 
 Errors caused by input (missing files, bad data, mismatched checkpoints, malformed .ddc
 files) print one line ``error: …`` and exit with status 1; nothing is written in that case.
+So do failed writes (a full disk, a closed pipe; ``diffcodec.files``), leaving nothing partial.
 Only click is imported at start-up (``--help`` stays fast); each command imports what it uses.
 """
 
@@ -60,11 +61,15 @@ def training_data_options(command):
 
 
 class _Group(click.Group):
-    """Turns input errors of any command into one line on stderr and exit status 1."""
+    """Turns input errors of any command, and failed writes (standard output included), into one
+    line on stderr and exit status 1."""
 
     def invoke(self, ctx: click.Context):
+        from .files import guarded_stdout
+
         try:
-            return super().invoke(ctx)
+            with guarded_stdout():
+                return super().invoke(ctx)
         except Exception as e:
             if not _is_input_error(e):
                 raise
@@ -122,10 +127,12 @@ def train(config_name, init_from, cifar, folder, crop_size, min_scale, folder_we
 
     from .checkpoint import CONFIG_FILE, read_config, resolve_model_path
     from .data import DataConfig
+    from .files import check_folder
     from .train import SpeedConfig, TrainConfig, Trainer, WarmStart
     from .unet import CONFIGS, UNetConfig
 
     out = Path(out_dir)
+    check_folder(out, may_create=True)
     speed = {k: v for k, v in (("bf16", bf16), ("log_every", log_every)) if v is not None}
     if compile_mode is not None:
         speed["compile"] = None if compile_mode == "none" else compile_mode
@@ -188,6 +195,7 @@ def _codec_device(name: str):
 VARIANCES = ("fixedlarge", "fixedsmall")
 # ``codec.DEFAULT_MAX_PIXELS``, written out for the same reason (a test keeps the two equal).
 MAX_PIXELS = 4096 * 4096
+SALVAGED = 2  # decode's exit status when --salvage wrote the image of the records before a corrupt one
 
 
 def _parse_tiling(text: str):
@@ -423,10 +431,12 @@ def convert(source, out_dir, name, force):
     """
     from .checkpoint import CONFIG_FILE, save_checkpoint
     from .convert import load_diffusers_folder, schedule_from_diffusers
+    from .files import check_folder
 
     out = Path(out_dir)
     if (out / CONFIG_FILE).exists() and not force:
         raise DiffcodecError(f"{out} already holds a checkpoint; pass --force to replace it")
+    check_folder(out, may_create=True)
     unet, state = load_diffusers_folder(Path(source))
     schedule, schedule_source = schedule_from_diffusers(Path(source))
     save_checkpoint(out, state, unet, schedule, name=name or out.name,
@@ -450,9 +460,9 @@ def _load_for_file(model_name, header, device="cpu"):
     raise CodecError(f"no shipped model has hash {header.model_hash.hex()}…; pass --model with the file's model")
 
 
-def _read_ddc(file: str):
+def _read_ddc(file: str, salvage: bool = False):
     """(name, bytes, header, description) of a .ddc argument (``-``: standard input); every
-    error names the file."""
+    error names the file (with ``salvage``, a corrupt record is left to the decoder)."""
     from bitstream.container import FormatError
     from .codec import describe, read_header
     from .files import describe_source, read_input
@@ -460,7 +470,7 @@ def _read_ddc(file: str):
     name = describe_source(file)
     data = read_input(file, ".ddc file")
     try:
-        return name, data, read_header(data), describe(data)  # describe checks every record's checksum
+        return name, data, read_header(data), describe(data, salvage=salvage)  # checks every record's checksum
     except (DiffcodecError, FormatError) as e:
         raise DiffcodecError(f"{name}: {e}") from None
 
@@ -484,7 +494,7 @@ def _encode_jobs(images: tuple[str, ...], out: str, force: bool) -> list[tuple[s
     created); then image ``X.*`` becomes ``<folder>/X.ddc``.  Several images (or a folder of
     them) need such a folder; one image may also go to a file or to standard output (``-``).
     """
-    from .files import STDIO, check_output, check_writable
+    from .files import STDIO, check_folder, check_output, check_writable
 
     if STDIO in images and len(images) > 1:
         raise DiffcodecError("'-' (standard input) must be the only image")
@@ -503,6 +513,7 @@ def _encode_jobs(images: tuple[str, ...], out: str, force: bool) -> list[tuple[s
     folder = Path(out)
     if not folder.is_dir() and not folder.parent.is_dir():
         raise DiffcodecError(f"folder {folder.parent} does not exist")
+    check_folder(folder, may_create=True)
     jobs, seen = [], {}
     for src in sources:
         target = folder / (Path(src).stem + ".ddc")
@@ -642,7 +653,8 @@ def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path
     from .codec import DEFAULT_STOP, CodecConfig, Stop, check_pixels, compress
     from .codec.chain import padded_size
     from .codec.encoder import tiling_for
-    from .files import STDIO, check_writable, describe_source, describe_target, read_input, write_json, write_output
+    from .files import (STDIO, check_writable, describe_source, describe_target, make_folder, read_input, write_json,
+                        write_output)
     from .images import load_image, read_image
     from .model_choice import resolve_model_name, size_warning
 
@@ -696,7 +708,7 @@ def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path
     config = CodecConfig(t_stop=t_stop, groups=groups, log2_candidates=log2_candidates, chunk_bits=chunk_bits,
                          layout=layout, seed=seed, selection=rule, tiling=tiling)
     if len(jobs) > 1 or jobs[0][1] != out_path:
-        Path(out_path).mkdir(exist_ok=True)
+        make_folder(Path(out_path))
     for i, (source, target) in enumerate(jobs):
         loaded = first if i == 0 else load(source)
         name = describe_source(source)
@@ -768,19 +780,27 @@ Examples:
               help="Model name or folder (default: the shipped model the file names).")
 @click.option("--accept-mismatch", is_flag=True,
               help="Write the image even if the lossless record does not reproduce the encoder's pixels.")
+@click.option("--salvage", is_flag=True,
+              help="When a record is corrupt, write the image of the intact records before it (with a warning "
+                   f"and exit status {SALVAGED}) instead of stopping with an error.")
 @max_pixels_option("decode")
 @CODEC_DEVICE_OPTION
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
-def decode(file, out_path, upto_t, how, steps, frames_dir, model_name, accept_mismatch, max_pixels, device, force):
+def decode(file, out_path, upto_t, how, steps, frames_dir, model_name, accept_mismatch, salvage, max_pixels, device,
+           force):
     """Decode a .ddc FILE (or any prefix of it) to a PNG.
 
     FILE '-' reads standard input; '-o -' writes the PNG to standard output (messages go to
-    standard error then).
+    standard error then). A truncated FILE decodes its complete records, with a warning.
+
+    \b
+    Exit status: 0 the image was written; 1 an error, nothing written;
+    2 --salvage wrote the image of the intact records before a corrupt one.
     """
     from tqdm import tqdm
 
-    from .codec import check_pixels, decompress
-    from .files import STDIO, check_output, describe_target, write_output
+    from .codec import check_pixels, damage_warnings, decompress
+    from .files import STDIO, check_folder, check_output, describe_target, write_output
     from .reconstruct import Reconstruction
 
     check_output(out_path, force)
@@ -790,7 +810,8 @@ def decode(file, out_path, upto_t, how, steps, frames_dir, model_name, accept_mi
             raise DiffcodecError(f"--frames {frames} is a file, not a folder")
         if frames.is_dir() and any(frames.iterdir()) and not force:
             raise DiffcodecError(f"{frames} is not empty; pass --force to write into it")
-    name, data, header, _ = _read_ddc(file)
+        check_folder(frames, may_create=True)
+    name, data, header, _ = _read_ddc(file, salvage)
     model = _load_for_file(model_name, header, _codec_device(device))
     try:  # from the header, before any work
         check_pixels(header.width, header.height, max_pixels or None, "decoding", model.unet_config.downsampling_factor,
@@ -807,19 +828,13 @@ def decode(file, out_path, upto_t, how, steps, frames_dir, model_name, accept_mi
         bars[0].update(done - bars[0].n)
     try:
         out = decompress(data, model, upto_t, Reconstruction(how), steps=steps, frames=bool(frames_dir),
-                         progress=progress, max_pixels=max_pixels or None)
+                         progress=progress, max_pixels=max_pixels or None, salvage=salvage)
     finally:
         for bar in bars:
             bar.close()
-    if out.truncated and out.records_used == out.records_available:
-        click.echo(f"warning: {name} is truncated; decoded its {out.records_used} complete records "
-                   f"(t = {out.t})", err=True)
-    if out.exact is False:
-        mismatch = (f"{name} does not decode to the image that was encoded: its pixels do not match the "
-                    f"checksum the encoder stored")
-        if not accept_mismatch:
-            raise DiffcodecError(f"{mismatch} (nothing written; --accept-mismatch writes the image anyway)")
-        click.echo(f"warning: {mismatch}", err=True)
+    for warning in damage_warnings(out, name, accept_mismatch, "nothing written; --accept-mismatch writes the "
+                                                               "image anyway"):
+        click.echo(f"warning: {warning}", err=True)
     write_output(out_path, out.image.png_bytes())
     if out.t == 0:
         what = "lossless" if out.exact else "all records, NOT the encoded image"
@@ -828,15 +843,17 @@ def decode(file, out_path, upto_t, how, steps, frames_dir, model_name, accept_mi
     say(f"wrote {describe_target(out_path)} ({what}, {out.records_used} records)")
     if frames_dir:
         _write_frames(Path(frames_dir), out.frames, say)
+    if out.damage is not None:
+        click.get_current_context().exit(SALVAGED)
 
 
 def _write_frames(folder: Path, frames, say) -> None:
-    from .files import atomic_write_bytes
+    from .files import make_folder, write_file
 
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder)
     images = []
     for i, (t, image) in enumerate(frames):
-        atomic_write_bytes(folder / f"frame_{i:03d}_t{t:04d}.png", image.png_bytes(), force=True)
+        write_file(folder / f"frame_{i:03d}_t{t:04d}.png", image.png_bytes(), force=True)
         images.append(image.to_pil().convert("RGB"))
     if images:
         import io
@@ -844,7 +861,7 @@ def _write_frames(folder: Path, frames, say) -> None:
         scale = max(1, 256 // max(images[0].size))
         big = [im.resize((im.width * scale, im.height * scale), 0) for im in images]
         big[0].save(buf, format="GIF", save_all=True, append_images=big[1:], duration=400, loop=0)
-        atomic_write_bytes(folder / "animation.gif", buf.getvalue(), force=True)
+        write_file(folder / "animation.gif", buf.getvalue(), force=True)
     say(f"wrote {len(images)} frames and animation.gif to {folder}")
 
 

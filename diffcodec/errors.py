@@ -11,3 +11,12 @@ class DataError(DiffcodecError):
 
 class CheckpointError(DiffcodecError):
     """Missing, malformed or mismatched model checkpoints."""
+
+
+class OutputError(DiffcodecError):
+    """An output that cannot be written (no space, too large, no permission, a closed pipe):
+    nothing partial is left and an existing file is untouched."""
+
+
+class StdoutError(OutputError):
+    """Standard output cannot be written (a full disk, a closed pipe)."""

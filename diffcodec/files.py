@@ -1,11 +1,21 @@
-"""Reading inputs and writing outputs safely: atomically, never over an existing file unless
-asked, and ``-`` for standard input or output as image tools do."""
+"""Reading inputs and writing outputs safely, and ``-`` for standard input or output as image
+tools do.
+
+A regular file is written atomically (a temporary file in its folder, renamed over it), never
+over an existing one unless asked (``force``), and through a symlink to its target, not over the
+link. A device or a FIFO is written in place, as ``> path`` would, without ``force``, and never
+replaced; a terminal is refused as binary output. Every failure to write (no space, a file too
+large, no permission, a folder gone, a closed pipe) is one :class:`~diffcodec.errors.OutputError`
+line, with nothing partial left and an existing file untouched.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -14,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import DiffcodecError
+from .errors import DiffcodecError, OutputError, StdoutError
 
 STDIO = "-"  # a file argument meaning standard input (inputs) or standard output (outputs)
 
@@ -46,51 +56,198 @@ def read_input(arg: str, kind: str = "file") -> bytes:
 
 
 def check_output(arg: str, force: bool) -> None:
-    """Before any work: the output can be written (``-``: standard output, not a terminal)."""
+    """Before any work: a binary output can be written (``-``: standard output), and is not a terminal."""
     if arg == STDIO:
         if sys.stdout.isatty():
             raise DiffcodecError("refusing to write binary data to a terminal; redirect standard output "
                                  "or give -o a file name")
         return
-    check_writable(Path(arg), force)
-
-
-def write_output(arg: str, data: bytes, force: bool = True) -> None:
-    """Write ``data`` to the file ``arg`` (atomically) or to standard output for ``-``."""
-    if arg == STDIO:
-        out = sys.stdout.buffer
-        out.write(data)
-        out.flush()
-    else:
-        atomic_write_bytes(Path(arg), data, force)
+    path = check_writable(Path(arg), force)
+    if _is_terminal(path):
+        raise DiffcodecError(f"refusing to write binary data to the terminal {path}; give -o a file name")
 
 
 def check_writable(path: Path, force: bool) -> Path:
-    """Refuse to replace an existing file without ``force``; the parent folder must exist."""
+    """Before any work: ``path`` can be written. An existing regular file is replaced only with
+    ``force``; a device or FIFO is written in place and needs none; a folder, a socket, a
+    missing folder and one this process may not write in are refused."""
     path = Path(path)
-    if path.exists() and not force:
-        raise DiffcodecError(f"{path} exists; pass --force to overwrite it")
-    if path.is_dir():
-        raise DiffcodecError(f"{path} is a folder")
-    if not path.parent.is_dir():
-        raise DiffcodecError(f"folder {path.parent} does not exist")
+    mode = _mode(path)
+    if mode is not None:
+        if stat.S_ISDIR(mode):
+            raise DiffcodecError(f"{path} is a folder")
+        if _in_place(mode):
+            return path
+        if not stat.S_ISREG(mode):
+            raise DiffcodecError(f"{path} is not a regular file, a device or a FIFO; cannot write to it")
+        if not force:
+            raise DiffcodecError(f"{path} exists; pass --force to overwrite it")
+    check_folder(_target(path).parent)
     return path
 
 
-def atomic_write_bytes(path: Path, data: bytes, force: bool = True) -> Path:
-    """Write through a temporary file in the same folder and rename, so readers never see
-    a partial file and a crash leaves the old file intact."""
+def check_folder(folder: Path, may_create: bool = False) -> None:
+    """Before any work: files can be written in ``folder``, which exists (with ``may_create``:
+    or can be made in the nearest folder above it that exists)."""
+    folder = Path(folder)
+    while may_create and not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise DiffcodecError(f"folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write in folder {folder} (it is not writable)")
+
+
+def write_output(arg: str, data: bytes, force: bool = True) -> None:
+    """Write ``data`` to the file ``arg`` (:func:`write_file`) or to standard output for ``-``."""
+    if arg == STDIO:
+        out = sys.stdout.buffer
+        try:
+            out.write(data)
+            out.flush()
+        except OSError as e:
+            raise _cannot_write("standard output", e, StdoutError) from None
+    else:
+        write_file(Path(arg), data, force)
+
+
+def write_file(path: Path, data: bytes, force: bool = True) -> Path:
+    """Write ``data`` to ``path`` as the module docstring says (checked by :func:`check_writable`)."""
     path = check_writable(Path(path), force)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    mode = _mode(path)
+    if mode is not None and _in_place(mode):
+        _write_in_place(path, data)
+    else:
+        _write_atomically(_target(path), data, path)
+    return path
+
+
+def make_folder(path: Path) -> Path:
+    """Create an output folder (and its parents); an OutputError if that fails."""
+    path = Path(path)
     try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create folder {path} ({e.strerror or e})") from None
+    return path
+
+
+class _GuardedStream:
+    """A text stream whose failed writes are StdoutErrors (see :func:`guarded_stdout`)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except OSError as e:
+            raise _cannot_write("standard output", e, StdoutError) from None
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except OSError as e:
+            raise _cannot_write("standard output", e, StdoutError) from None
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def guarded_stdout():
+    """While a command runs, a failed write to standard output (a full disk, a closed pipe) is a
+    StdoutError, whichever part of the command printed. When one ends the command, what is
+    left of standard output goes to the null device, so that the flush at exit does not fail
+    a second time."""
+    stream = sys.stdout
+    sys.stdout = _GuardedStream(stream)
+    try:
+        yield
+        sys.stdout.flush()
+    except StdoutError:
+        _discard(stream)
+        raise
+    finally:
+        sys.stdout = stream
+
+
+def _discard(stream) -> None:
+    """Point ``stream``'s file descriptor at the null device (if it has one: not a test runner's capture)."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, fd)
+    os.close(null)
+
+
+def _cannot_write(what, e: OSError, kind: type[OutputError] = OutputError) -> OutputError:
+    return kind(f"cannot write to {what} ({e.strerror or e})")
+
+
+def _mode(path: Path) -> int | None:
+    """The file type and permissions of what ``path`` names (through symlinks), None if nothing."""
+    try:
+        return path.stat().st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise _cannot_write(path, e) from None
+
+
+def _in_place(mode: int) -> bool:
+    """Devices and FIFOs are written in place, never replaced."""
+    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode)
+
+
+def _target(path: Path) -> Path:
+    """The file a write to ``path`` replaces: a symlink's target, not the link."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def _is_terminal(path: Path) -> bool:
+    """Whether ``path`` is a terminal; asked of character devices only (opening a FIFO waits
+    for its reader)."""
+    mode = _mode(path)
+    if mode is None or not stat.S_ISCHR(mode):
+        return False
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError as e:
+        raise _cannot_write(path, e) from None
+    try:
+        return os.isatty(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_in_place(path: Path, data: bytes) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOCTTY)  # no O_CREAT: a node that went away is an error
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        raise _cannot_write(path, e) from None
+
+
+def _write_atomically(target: Path, data: bytes, name: Path) -> None:
+    """Through a temporary file beside ``target``, renamed over it; messages say ``name``."""
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        os.replace(tmp, target)
+    except BaseException as e:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise _cannot_write(name, e) from None
         raise
-    return path
 
 
 def png_bytes(image: torch.Tensor) -> bytes:
@@ -104,8 +261,8 @@ def png_bytes(image: torch.Tensor) -> bytes:
 
 
 def write_png(path: Path, image: torch.Tensor, force: bool = False) -> Path:
-    return atomic_write_bytes(path, png_bytes(image), force)
+    return write_file(path, png_bytes(image), force)
 
 
 def write_json(path: Path, doc: dict, force: bool = False) -> Path:
-    return atomic_write_bytes(path, (json.dumps(doc, indent=1) + "\n").encode(), force)
+    return write_file(path, (json.dumps(doc, indent=1) + "\n").encode(), force)

@@ -213,6 +213,8 @@ def _load_16bit_colour(data: bytes, im: Image.Image, rawmode: str, name: str) ->
 
 def read_image(data: bytes, name: str) -> LoadedImage:
     """Decode an image file's bytes (``name`` is only for messages)."""
+    if not data:
+        raise DataError(f"{name} is not a readable image (it is empty)")
     try:
         with Image.open(io.BytesIO(data)) as im:
             frames = getattr(im, "n_frames", 1)
@@ -231,7 +233,9 @@ def read_image(data: bytes, name: str) -> LoadedImage:
             else:
                 im.load()
                 loaded = _convert(im, name)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    except UnidentifiedImageError:  # Pillow's message names its in-memory buffer, not the file
+        raise DataError(f"{name} is not a readable image (not a format Pillow recognises)") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise DataError(f"{name} is not a readable image ({e})") from None
     return LoadedImage(loaded.image, notes + loaded.notes, loaded.exact)
 

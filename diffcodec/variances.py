@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .errors import CheckpointError
-from .files import atomic_write_bytes
+from .files import write_file
 from .schedule import Schedule
 
 TABLE_FILE = "reverse_variances.json"
@@ -106,7 +106,7 @@ class ErrorTable:
         return table
 
     def save(self, path: Path) -> None:
-        atomic_write_bytes(Path(path), (json.dumps(self.to_json(), indent=1) + "\n").encode(), force=True)
+        write_file(Path(path), (json.dumps(self.to_json(), indent=1) + "\n").encode(), force=True)
 
     @classmethod
     def load(cls, path: Path) -> "ErrorTable":

@@ -158,6 +158,19 @@ def test_animation_is_refused(tmp_path):
     assert not (tmp_path / "x.ddc").exists()
 
 
+def test_an_empty_or_unknown_input_is_named_not_pillows_buffer(tmp_path):
+    empty, text = tmp_path / "empty.png", tmp_path / "text.png"
+    empty.write_bytes(b"")
+    text.write_text("not an image")
+    for source, stdin, message in ((empty, None, f"{empty} is not a readable image (it is empty)"),
+                                   ("-", b"", "standard input is not a readable image (it is empty)"),
+                                   (text, None, f"{text} is not a readable image (not a format Pillow recognises)")):
+        result = run("encode", source, "-o", tmp_path / "x.ddc", *FAST, stdin=stdin)
+        assert_one_line_error(result, message)
+        assert "BytesIO" not in result.output and " at 0x" not in result.output
+    assert not (tmp_path / "x.ddc").exists()
+
+
 def test_progress_bar_has_its_total_from_the_start_and_ends_full(images, tmp_path):
     result = run("encode", images / "a.png", "-o", tmp_path / "early.ddc", "--upto-t", 500, *FAST)
     assert result.exit_code == 0, result.output
@@ -207,8 +220,8 @@ def test_format_errors_from_the_bitstream_are_one_line(monkeypatch, tmp_path):
     from bitstream.container import FormatError
     import diffcodec.codec
 
-    def broken(data):
-        raise FormatError("record 3 is corrupt (checksum mismatch at byte 99)")
+    def broken(data, **options):
+        raise FormatError("record 3 is corrupt (checksum mismatch in bytes 99–150)")
 
     monkeypatch.setattr(diffcodec.codec, "describe", broken)
     monkeypatch.setattr(diffcodec.codec, "read_header", broken)

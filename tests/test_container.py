@@ -573,7 +573,7 @@ def test_flipping_a_payload_or_crc_byte_names_the_record():
             for mask in (0x01, 0xFF):
                 bad = bytearray(data)
                 bad[k] ^= mask
-                with pytest.raises(FormatError, match=rf"record {i} is corrupt \(checksum mismatch at byte {starts[i]}\)"):
+                with pytest.raises(FormatError, match=rf"record {i} is corrupt \(checksum mismatch in bytes {starts[i]}–{starts[i + 1] - 1}\)"):
                     unpack(bytes(bad))
 
 
@@ -611,7 +611,7 @@ def test_length_running_past_the_declared_end():
 
     assert second(3) == pack_record(1, b"abc")
     assert unpack(framed(h, first + second(3))).records == [b"ok", b"abc"]
-    past_end = r"record 1 is corrupt \(its length runs past the end of the file\)"
+    past_end = r"record 1 is corrupt: its length runs past the end of the file \(bytes \d+–\d+\)"
     for length in (4, 5, 1000, 2**30 + 1, 2**64 - 1):
         with pytest.raises(FormatError, match=past_end):
             unpack(framed(h, first + second(length)))
@@ -713,6 +713,32 @@ def test_a_deleted_byte_is_corruption_not_truncation():
     for cut in (1, 2, 3, len(write_varint(len(RECORDS[last]))) + 2 + 2):
         u = unpack(data[:-cut])
         assert u.truncated and u.records == RECORDS[:-1]
+
+
+def test_salvage_returns_the_intact_records_before_the_first_corrupt_one():
+    h = full_header()
+    data = pack(h, RECORDS)
+    starts = record_starts(h, RECORDS)
+    for i in range(len(RECORDS)):
+        bad = bytearray(data)
+        bad[starts[i + 1] - 1] ^= 0x40  # the last CRC byte of record i
+        with pytest.raises(FormatError) as strict:
+            unpack(bytes(bad))
+        u = unpack(bytes(bad), salvage=True)
+        assert u.records == RECORDS[:i] and not u.truncated
+        assert (u.damage.record, u.damage.first, u.damage.last) == (i, starts[i], starts[i + 1] - 1)
+        assert str(strict.value) == u.damage.message == (f"record {i} is corrupt (checksum mismatch in bytes "
+                                                         f"{starts[i]}–{starts[i + 1] - 1})")
+    # a length that cannot be read loses everything to the declared end; bytes past it lose nothing
+    bad = bytearray(data)
+    bad[starts[2]] = 0xFF  # record 2's length (c8 01) becomes a varint running past the end
+    u = unpack(bytes(bad), salvage=True)
+    assert u.records == RECORDS[:2] and (u.damage.first, u.damage.last) == (starts[2], len(data) - 1)
+    assert "record 2 is corrupt" in u.damage.message
+    u = unpack(data + b"junk", salvage=True)
+    assert u.records == RECORDS and (u.damage.record, u.damage.first, u.damage.last) == (4, len(data), len(data) + 3)
+    assert u.damage.message == f"4 unexpected bytes after the last record (bytes {len(data)}–{len(data) + 3})"
+    assert unpack(data, salvage=True).damage is None and unpack(data[:-3], salvage=True).damage is None
 
 
 def test_a_record_cut_inside_its_crc_is_checked_as_far_as_it_goes():

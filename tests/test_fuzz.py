@@ -6,11 +6,15 @@ dropped (as raw bytes, and re-framed with valid checksums), header fields change
 header CRC recomputed) and record payloads changed (with the record CRC recomputed). Each result
 is decoded with the shipped ``default`` model, up to the record the mutation touched (a full
 decode for the lossless record), under a small pixel limit so that a changed width or height
-cannot make a decode expensive. Every outcome must be a decoded image, a
-``diffcodec.errors.DiffcodecError`` or a ``bitstream.container.FormatError``.
+cannot make a decode expensive. The decodes go through the Python API
+(``diffcodec.decompress``). Every outcome must be a decoded image (with the warnings of a
+damaged file where it is one), a ``diffcodec.errors.DiffcodecError`` or a
+``bitstream.container.FormatError``; and on truncated files, pixel mismatches and corrupt
+records the API and ``diffcodec decode`` report the same.
 
 ``python tests/test_fuzz.py [N [SEED]]`` runs N mutations per file and prints the outcomes by
-class (1,200 mutations with seed 7 gave 410 decoded files, 788 CodecError, 2 ImageTooLarge).
+class (1,200 mutations with seed 7: 426 decoded files, 138 of them with a TruncatedFileWarning,
+759 CodecError, 15 PixelMismatchError).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import collections
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +30,9 @@ import pytest
 from click.testing import CliRunner
 
 from bitstream.container import MAGIC, FormatError, Header, VarianceChoice, crc16, pack_record, unpack, write_varint
+from diffcodec import DamagedFileWarning, TruncatedFileWarning, decompress
 from diffcodec.checkpoint import load_model
-from diffcodec.codec import SCHEDULES, decompress
+from diffcodec.codec import SCHEDULES
 from diffcodec.errors import DiffcodecError
 from diffcodec.plan import make_plan
 
@@ -168,19 +174,24 @@ def mutate(rng, data: bytes) -> tuple[str, bytes, int | None]:
     return kind, repacked(fields, payloads), i
 
 
-def decode(model, data: bytes, record: int | None):
-    """Decode up to channel record ``record`` of the golden plan (None or the lossless record: all)."""
+def decode(model, data: bytes, record: int | None, **options) -> list[DamagedFileWarning]:
+    """Decode through the API up to channel record ``record`` of the golden plan (None or the
+    lossless record: all); the warnings of a damaged file it gave."""
     upto = None
     header = Header.from_bytes(GOLDEN[0].read_bytes())[0]
     plan = make_plan(SCHEDULES[0].num_timesteps, header.t_stop, header.groups, header.layout)
     if record is not None and record < len(plan.record_ends):
         upto = plan.t_after_record(record)
-    return decompress(data, model, upto, max_pixels=PIXEL_LIMIT)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DamagedFileWarning)
+        decompress(data, model, upto_t=upto, max_pixels=PIXEL_LIMIT, **options)
+    return [w.message for w in caught if issubclass(w.category, DamagedFileWarning)]
 
 
 def fuzz(model, mutations_per_file: int, seed: int = SEED):
-    """Outcomes by class ('decoded', or the exception's class name) and the unexpected ones."""
-    outcomes, kinds, unexpected = collections.Counter(), collections.Counter(), []
+    """Outcomes by class ('decoded', or the exception's class name), the mutations by kind, the
+    unexpected outcomes, and the warnings of the decoded files by class."""
+    outcomes, kinds, unexpected, warned = collections.Counter(), collections.Counter(), [], collections.Counter()
     rng = np.random.default_rng(seed)
     for path in GOLDEN:
         original = path.read_bytes()
@@ -188,14 +199,18 @@ def fuzz(model, mutations_per_file: int, seed: int = SEED):
             kind, data, record = mutate(rng, original)
             kinds[kind.split(":")[0]] += 1
             try:
-                decode(model, data, record)
+                found = decode(model, data, record)
                 outcomes["decoded"] += 1
+                warned.update(type(w).__name__ for w in found)
+                # a decode of every record warns exactly when the container says the data is cut short
+                if record is None and (TruncatedFileWarning in map(type, found)) != unpack(data).truncated:
+                    unexpected.append(f"{path.name} {kind}: the warnings {found} disagree with the container")
             except EXPECTED as e:
                 outcomes[type(e).__name__] += 1
             except Exception as e:  # noqa: BLE001 - the point of the test
                 outcomes[type(e).__name__] += 1
                 unexpected.append(f"{path.name} {kind}: {type(e).__name__}: {e}\n{traceback.format_exc()}")
-    return outcomes, kinds, unexpected
+    return outcomes, kinds, unexpected, warned
 
 
 @pytest.fixture(scope="module")
@@ -205,14 +220,14 @@ def model():
 
 def test_mutated_golden_files_give_only_the_projects_errors(model, one_thread):
     assert len(GOLDEN) == 7  # versions 1, 2, 3, 4 (greedy, exact PFR), 5 (tiled) and 6 (ended)
-    outcomes, kinds, unexpected = fuzz(model, MUTATIONS_PER_FILE)
-    print(f"\n{sum(outcomes.values())} mutations: {dict(kinds)}\noutcomes: {dict(outcomes)}")
+    outcomes, kinds, unexpected, warned = fuzz(model, MUTATIONS_PER_FILE)
+    print(f"\n{sum(outcomes.values())} mutations: {dict(kinds)}\noutcomes: {dict(outcomes)}\nwarnings: {dict(warned)}")
     assert not unexpected, "\n".join(unexpected[:3])
     assert sum(outcomes.values()) == len(GOLDEN) * MUTATIONS_PER_FILE
     # the loop reaches every kind of mutation, and both clean decodes and errors
     assert set(kinds) == {"flip", "insert", "delete", "truncate", "duplicate", "duplicate-framed", "swap",
                           "swap-framed", "drop-framed", "header", "payload"}
-    assert outcomes["decoded"] > 0 and outcomes["CodecError"] > 0
+    assert outcomes["decoded"] > 0 and outcomes["CodecError"] > 0 and warned["TruncatedFileWarning"] > 0
 
 
 def test_the_mutations_are_what_they_claim(model):
@@ -250,13 +265,70 @@ def test_mutated_files_give_one_error_line_on_the_command_line(tmp_path):
         assert not out.exists()
 
 
+def damaged_files(rng, data: bytes):
+    """(kind, bytes, decode options) of damage both interfaces report: cuts, a changed seed
+    (the header checksum recomputed: the pixels then miss theirs), and one flipped bit, strict
+    and salvaged."""
+    fields = header_fields(data)
+    head = unpack(data).header_bytes
+    for _ in range(2):
+        yield "truncate", data[:int(rng.integers(head, len(data)))], {}
+    forged = raw_header(fields | {"seed": fields["seed"] ^ 1}) + data[head:]
+    yield "seed", forged, {}
+    yield "seed", forged, {"accept_mismatch": True}
+    k = int(rng.integers(head, len(data)))
+    flipped = data[:k] + bytes([data[k] ^ 1 << int(rng.integers(8))]) + data[k + 1:]
+    yield "flip", flipped, {}
+    yield "flip", flipped, {"salvage": True}
+
+
+def test_the_api_and_the_command_line_agree_on_damaged_files(model, one_thread, tmp_path):
+    """The same files through ``decompress`` and ``diffcodec decode``: an error exactly when the
+    other gives one, with the same message, and the same warnings (the file named for "the data")."""
+    from diffcodec.cli import main
+
+    rng = np.random.default_rng(SEED + 1)
+    seen = collections.Counter()
+    for path in GOLDEN:
+        for kind, data, options in damaged_files(rng, path.read_bytes()):
+            f = tmp_path / "damaged.ddc"
+            f.write_bytes(data)
+            out = tmp_path / "out.png"
+            out.unlink(missing_ok=True)
+            flags = [f"--{name.replace('_', '-')}" for name in options]
+            result = CliRunner().invoke(main, ["decode", str(f), "-o", str(out), "--model", "default", "--max-pixels",
+                                               str(PIXEL_LIMIT), *flags], catch_exceptions=False)
+            lines = [line for line in result.output.splitlines() if line.strip() and not line.startswith("decode:")]
+            case = (path.name, kind, options, result.output)
+            try:
+                found = decode(model, data, None, **options)
+            except EXPECTED as e:
+                seen[type(e).__name__] += 1
+                assert result.exit_code == 1 and len(lines) == 1 and not out.exists(), case
+                if type(e).__name__ == "PixelMismatchError":
+                    assert "does not decode to the image that was encoded" in lines[0], case
+                else:
+                    assert lines[0].endswith(str(e)), (case, str(e))
+                continue
+            seen["decoded"] += 1
+            seen.update(type(w).__name__ for w in found)
+            assert result.exit_code == (2 if "salvage" in options and found else 0) and out.exists(), case
+            assert [line for line in lines if line.startswith("warning: ")] == \
+                   [f"warning: {str(w).replace('the data', str(f), 1)}" for w in found], case
+    # every kind of report came up
+    assert {"TruncatedFileWarning", "PixelMismatchError", "PixelMismatchWarning", "SalvagedFileWarning",
+            "CodecError"} <= set(seen), seen
+
+
 if __name__ == "__main__":
     import torch
 
     torch.set_num_threads(1)
-    counts, kinds_seen, problems = fuzz(load_model("default"), int(sys.argv[1]) if len(sys.argv) > 1 else 80,
-                                        int(sys.argv[2]) if len(sys.argv) > 2 else SEED)
-    print(f"{sum(counts.values())} mutations: {dict(kinds_seen)}\noutcomes: {dict(counts)}")
+    counts, kinds_seen, problems, warnings_seen = fuzz(load_model("default"),
+                                                      int(sys.argv[1]) if len(sys.argv) > 1 else 80,
+                                                      int(sys.argv[2]) if len(sys.argv) > 2 else SEED)
+    print(f"{sum(counts.values())} mutations: {dict(kinds_seen)}\noutcomes: {dict(counts)}\n"
+          f"warnings: {dict(warnings_seen)}")
     print(f"unexpected: {len(problems)}")
     for p in problems:
         print(p)

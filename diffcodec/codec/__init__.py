@@ -29,6 +29,8 @@ checks the result.
 
 from .chain import SCHEDULES, CodecError, model_hash
 from .cost import EncodeEstimate, estimate_encode
+from .damage import (DamagedFileWarning, PixelMismatchError, PixelMismatchWarning, SalvagedFileWarning,
+                     TruncatedFileWarning, damage_warnings)
 from .decoder import Decoded, check_model, decompress, describe, read_header
 from .encoder import (
     CPU_CALLS,
@@ -46,6 +48,7 @@ from .encoder import (
 from .limits import DEFAULT_MAX_PIXELS, ImageTooLarge, check_pixels
 
 __all__ = ["CPU_CALLS", "DEFAULT_MAX_PIXELS", "GPU_CALLS", "SCHEDULES", "CodecConfig", "CodecError", "DEFAULT_STOP",
-           "Decoded", "EncodeEstimate", "Encoded", "FULL_RATE_T_STOP", "ImageTooLarge", "LOSSY_T_STOP", "Stop",
-           "call_size", "check_model", "check_pixels", "compress", "decompress", "describe", "estimate_encode",
-           "model_hash", "read_header", "resolve_t_stop"]
+           "DamagedFileWarning", "Decoded", "EncodeEstimate", "Encoded", "FULL_RATE_T_STOP", "ImageTooLarge",
+           "LOSSY_T_STOP", "PixelMismatchError", "PixelMismatchWarning", "SalvagedFileWarning", "Stop",
+           "TruncatedFileWarning", "call_size", "check_model", "check_pixels", "compress", "damage_warnings",
+           "decompress", "describe", "estimate_encode", "model_hash", "read_header", "resolve_t_stop"]

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from bitstream import guarded_rounding, interlaced, residual
-from bitstream.container import TILED_VERSION, FormatError, Header, ImageMode, crc16, unpack
+from bitstream.container import TILED_VERSION, Damage, FormatError, Header, ImageMode, crc16, unpack
 from bitstream.selection import SelectionRule
 
 from ..checkpoint import Model
@@ -41,7 +41,8 @@ class Decoded:
     exact: bool | None  # lossless record: pixels match the encoder's CRC (None if not decoded)
     frames: list = field(default_factory=list)  # (t, CodecImage) at each record, if asked
     x_t: torch.Tensor | None = None  # the chain state at t (padded size, [−1, 1] scale), t > 0
-    records_available: int = 0  # complete records in the data
+    records_available: int = 0  # complete records in the data (with salvage: the intact ones)
+    damage: Damage | None = None  # with salvage: the corrupt record the decode stopped before
 
 
 def read_header(data: bytes) -> Header:
@@ -71,8 +72,11 @@ def check_model(header: Header, model: Model) -> None:
 @torch.no_grad()
 def decompress(data: bytes, model: Model, upto_t: int | None = None,
                how: Reconstruction = Reconstruction.MEAN, *, steps: int = 50, frames: bool = False,
-               progress=None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Decoded:
+               progress=None, max_pixels: int | None = DEFAULT_MAX_PIXELS, salvage: bool = False) -> Decoded:
     """Decode the longest complete prefix (or up to the first record at t <= ``upto_t``).
+
+    A corrupt record is an error; with ``salvage`` the intact records before it are decoded as
+    a prefix (``Decoded.damage`` says what was left out), unless no coded record precedes it.
 
     ``progress(done, total)`` is called once before the first step (done = 0), after each decoded
     step and after the lossless record
@@ -82,11 +86,14 @@ def decompress(data: bytes, model: Model, upto_t: int | None = None,
     check_pixels(header.width, header.height, max_pixels, "decoding", model.unet_config.downsampling_factor,
                  whole=header.tile == 0)
     try:
-        unpacked = unpack(data)
+        unpacked = unpack(data, salvage=salvage)
     except FormatError as e:
         raise CodecError(str(e)) from None
     header = unpacked.header
     check_model(header, model)
+    offset = 1 if header.mode is ImageMode.RGBA else 0
+    if unpacked.damage is not None and len(unpacked.records) <= offset:
+        raise CodecError(f"{unpacked.damage.message}; no intact record before it to salvage")
     if header.tile != 0 and header.version < TILED_VERSION:  # reserved before version 5
         raise CodecError(f"a nonzero tile field needs format version {TILED_VERSION}, not {header.version}")
     plan = plan_of(header, model.schedule_config.num_timesteps)
@@ -94,7 +101,6 @@ def decompress(data: bytes, model: Model, upto_t: int | None = None,
     f = model.unet_config.downsampling_factor
     records = list(unpacked.records)
     channel_records = plan.record_steps()
-    offset = 1 if header.mode is ImageMode.RGBA else 0
     stops_early = upto_t is not None and upto_t > 0 and upto_t >= plan.t_stop
     lossless = plan.lossless and len(records) - offset == len(channel_records) + 1 and not stops_early
     chain = Chain(model, header, plan, padded_size(h, w, f), reference=lossless)
@@ -143,7 +149,7 @@ def decompress(data: bytes, model: Model, upto_t: int | None = None,
             out_frames.append((t_now, show(x, t_now, eps)))
         if upto_t is not None and t_now <= upto_t and upto_t > 0:
             return Decoded(show(x, t_now, eps), t_now, used + offset, unpacked.truncated, None, out_frames, x,
-                           len(unpacked.records))
+                           len(unpacked.records), unpacked.damage)
     if len(records) == len(channel_records) + 1:
         payload = records[-1]
         where = f"record {len(records) - 1 + offset} (lossless)"
@@ -175,9 +181,9 @@ def decompress(data: bytes, model: Model, upto_t: int | None = None,
         if frames:
             out_frames.append((0, image))
         return Decoded(image, 0, len(records) + offset, unpacked.truncated, exact, out_frames,
-                       records_available=len(unpacked.records))
+                       records_available=len(unpacked.records), damage=unpacked.damage)
     return Decoded(show(x, t_now, eps), t_now, used + offset, unpacked.truncated, None, out_frames, x,
-                   len(unpacked.records))
+                   len(unpacked.records), unpacked.damage)
 
 
 def _steps_to_decode(plan, records: int, upto_t: int | None) -> int:
@@ -198,10 +204,11 @@ def _image(rgb: np.ndarray, mode: ImageMode, alpha) -> CodecImage:
     return CodecImage(np.ascontiguousarray(rgb), mode, alpha)
 
 
-def describe(data: bytes) -> dict:
-    """Header, plan and per-record sizes of a file, without a model (``diffcodec info``)."""
+def describe(data: bytes, salvage: bool = False) -> dict:
+    """Header, plan and per-record sizes of a file, without a model (``diffcodec info``); with
+    ``salvage``, of the intact records before a corrupt one."""
     try:
-        u = unpack(data)
+        u = unpack(data, salvage=salvage)
     except FormatError as e:
         raise CodecError(str(e)) from None
     h = u.header

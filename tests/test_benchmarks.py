@@ -12,8 +12,8 @@ import pytest
 
 from benchmarks.bjontegaard import bd_rate
 
-ROOT = Path(__file__).resolve().parents[1]
-CIFAR = ROOT.parent / "shared" / "data" / "cifar-10-subset"
+from helpers import CIFAR, ROOT
+
 needs_cifar = pytest.mark.skipif(not CIFAR.exists(), reason="../shared/data/cifar-10-subset not present")
 COMPRESSAI = ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time")
 

@@ -24,10 +24,9 @@ from diffcodec.schedule import ScheduleConfig
 from diffcodec.unet import CONFIGS, UNet
 from diffcodec.variances import TABLE_FILE, ErrorTable
 
-ROOT = Path(__file__).resolve().parents[1]
-CIFAR = ROOT.parent / "shared" / "data" / "cifar-10-subset"
+from helpers import CIFAR, needs_cifar
+
 GOLDEN = Path(__file__).parent / "golden" / "nll_micro_2images.json"
-needs_cifar = pytest.mark.skipif(not CIFAR.is_dir(), reason="../shared/data/cifar-10-subset is absent")
 
 
 def make_micro_checkpoint(directory: Path) -> Path:

@@ -17,13 +17,11 @@ from PIL import Image
 from bitstream.container import Header, crc16, unpack
 from diffcodec.cli import main
 
+from helpers import CIFAR, needs_cifar
 from test_cli import assert_one_line_error, make_micro_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
-CIFAR = ROOT.parent / "shared" / "data" / "cifar-10-subset"
 # The small model: these tests are about the command, not the model.
 FAST = ["--groups", "12", "--candidates", "6", "--chunk-bits", "2", "--model", "default"]
-needs_cifar = pytest.mark.skipif(not CIFAR.is_dir(), reason="../shared/data/cifar-10-subset is absent")
 
 
 def run(*args):

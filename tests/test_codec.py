@@ -33,36 +33,20 @@ from diffcodec.codec import (
     decompress,
     resolve_t_stop,
 )
-from diffcodec.data import load_cifar10
-from diffcodec.images import CodecImage, from_pil
+from diffcodec.images import from_pil
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
-CIFAR = SHARED / "cifar-10-subset"
-KODAK = SHARED / "kodak"
+from helpers import FAST, cifar_image, kodak_crop, needs_data
+
 GOLDEN = Path(__file__).parent / "golden" / "cifar0_default_fast.ddc"  # format version 3
 GOLDEN_V4 = {rule: Path(__file__).parent / "golden" / name  # format version 4, greedy and exact PFR
              for rule, name in (("greedy", "cifar0_default_fast_v4.ddc"), ("pfr", "cifar0_default_fast_v4_pfr.ddc"))}
 GOLDEN_V2 = Path(__file__).parent / "golden" / "cifar0_default_fast_v2.ddc"  # written by format version 2
 GOLDEN_V1 = Path(__file__).parent / "golden" / "cifar0_default_fast_v1.ddc"  # written by format version 1
-FAST = CodecConfig(t_stop=10, groups=12, log2_candidates=6, chunk_bits=2.0)  # one t_stop for every stop rule
-needs_data = pytest.mark.skipif(not CIFAR.is_dir() or not KODAK.is_dir(), reason="../shared/data is absent")
 
 
 @pytest.fixture(scope="module")
 def model():
     return load_model("default")
-
-
-def cifar_image(i: int) -> CodecImage:
-    x = load_cifar10(CIFAR, "test")[i]
-    return CodecImage(x.permute(1, 2, 0).numpy().copy(), ImageMode.RGB)
-
-
-def kodak_crop(h: int = 37, w: int = 45) -> CodecImage:
-    with Image.open(KODAK / "kodim23.png") as im:
-        a = np.asarray(im.convert("RGB"))
-    return CodecImage(np.ascontiguousarray(a[200:200 + h, 300:300 + w]), ImageMode.RGB)
 
 
 @needs_data

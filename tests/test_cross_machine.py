@@ -21,7 +21,7 @@ from bitstream.container import pack, unpack
 from diffcodec.checkpoint import load_model
 from diffcodec.codec import CodecConfig, Stop, compress, decompress
 from diffcodec.codec.chain import REFERENCE_DTYPE
-from test_codec import cifar_image, kodak_crop, needs_data
+from helpers import cifar_image, kodak_crop, needs_data
 
 ULPS = 1000
 CHEAP = CodecConfig(groups=12, log2_candidates=6, chunk_bits=2.0)  # full rate: t_stop 20

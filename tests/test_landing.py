@@ -17,7 +17,7 @@ from diffcodec.codec import CodecError, Stop, compress, decompress
 from diffcodec.codec.landing import Attempt, land
 from diffcodec.plan import make_plan
 
-from test_codec import FAST, cifar_image, needs_data
+from helpers import FAST, cifar_image, needs_data
 from test_cross_machine import perturbed
 
 GOLDEN_V6 = Path(__file__).parent / "golden" / "cifar0_default_fast_v6_psnr.ddc"

@@ -22,8 +22,8 @@ from diffcodec.cli import main
 from diffcodec.codec import CodecConfig, decompress, model_hash
 from diffcodec.model_choice import MODEL_USES, auto_model, resolve_model_name, shipped_model_for_hash, size_warning
 
-ROOT = Path(__file__).resolve().parents[1]
-CIFAR = ROOT.parent / "shared" / "data" / "cifar-10-subset"
+from helpers import CIFAR, needs_cifar
+
 GOLDEN = Path(__file__).parent / "golden" / "cifar0_default_fast.ddc"
 PARAMETERS = {"cifar10": 8_952_067, "photo": 8_952_067, "default": 1_113_955}
 # Few steps, few candidates, and the channel stopping at t = 99, where little KL is left to code:
@@ -119,7 +119,7 @@ def test_the_command_line_picks_photo_above_64_and_warns_for_cifar10_there(tmp_p
     assert unpack((tmp_path / "forced.ddc").read_bytes()).header.model_hash == model_hash(load_model("cifar10"))
 
 
-@pytest.mark.skipif(not CIFAR.is_dir(), reason="../shared/data/cifar-10-subset is absent")
+@needs_cifar
 def test_an_old_default_file_decodes_without_naming_its_model(tmp_path, one_thread):
     from diffcodec.data import load_cifar10
 

@@ -22,11 +22,11 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 import diffcodec.codec
 from bitstream.container import Header, unpack
 from diffcodec.checkpoint import load_model
-from diffcodec.codec import CodecConfig
+
+from helpers import FAST
 
 GOLDEN = Path(__file__).parent / "golden"
 DDC = (GOLDEN / "cifar0_default_fast.ddc").read_bytes()
-FAST = CodecConfig(t_stop=10, groups=12, log2_candidates=6, chunk_bits=2.0)
 
 
 def crop(width: int = 16, height: int = 12) -> Image.Image:

@@ -1,0 +1,56 @@
+"""Helpers that several test modules share: where the data is, small test images, codec
+settings, checkpoints, the command line, a perturbed network and raw container bytes.
+
+Test modules import them with ``from helpers import ...``: pytest puts ``tests/`` on
+``sys.path`` (its default import mode, with no ``__init__.py`` here), and so does Python when a
+test file runs as a script. A helper that only one module uses stays in that module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bitstream.container import ImageMode
+from diffcodec.codec import CodecConfig
+from diffcodec.data import load_cifar10
+from diffcodec.images import CodecImage
+
+# --- paths and data ---------------------------------------------------------------------------
+
+# The checkout's root (the folder above tests/).
+ROOT = Path(__file__).resolve().parents[1]
+# The shared data beside the checkout (../shared/data): too large for the repository.
+SHARED = ROOT.parent / "shared" / "data"
+# The CIFAR-10 subset (python format) that golden files and bounds are computed on.
+CIFAR = SHARED / "cifar-10-subset"
+# The Kodak images, for crops of a real photograph.
+KODAK = SHARED / "kodak"
+# Skips a test that reads the CIFAR-10 subset where it is absent.
+needs_cifar = pytest.mark.skipif(not CIFAR.is_dir(), reason="../shared/data/cifar-10-subset is absent")
+# Skips a test that reads CIFAR-10 or Kodak images where either is absent.
+needs_data = pytest.mark.skipif(not CIFAR.is_dir() or not KODAK.is_dir(), reason="../shared/data is absent")
+
+# --- codec settings ---------------------------------------------------------------------------
+
+# Few groups and candidates and 2 bits a call: seconds per small image, so that tests that code
+# real images stay quick (golden/cifar0_default_fast.ddc was written with these).
+FAST = CodecConfig(t_stop=10, groups=12, log2_candidates=6, chunk_bits=2.0)  # one t_stop for every stop rule
+
+# --- images -----------------------------------------------------------------------------------
+
+
+def cifar_image(i: int) -> CodecImage:
+    """Test image ``i`` of the CIFAR-10 subset as a 32×32 RGB codec image."""
+    x = load_cifar10(CIFAR, "test")[i]
+    return CodecImage(x.permute(1, 2, 0).numpy().copy(), ImageMode.RGB)
+
+
+def kodak_crop(h: int = 37, w: int = 45) -> CodecImage:
+    """An ``h``×``w`` crop of kodim23 (odd sizes by default, so that padding is exercised)."""
+    with Image.open(KODAK / "kodim23.png") as im:
+        a = np.asarray(im.convert("RGB"))
+    return CodecImage(np.ascontiguousarray(a[200:200 + h, 300:300 + w]), ImageMode.RGB)

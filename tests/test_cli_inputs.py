@@ -19,8 +19,8 @@ from PIL import Image
 
 from diffcodec.cli import main
 
+from helpers import png16, png_bytes
 from test_cli import assert_one_line_error
-from test_images import png16
 
 ROOT = Path(__file__).resolve().parents[1]
 # The small model: these tests are about the command, not the model.
@@ -43,12 +43,6 @@ def command(*args, stdin: bytes | None = None, tty: bool = False):
     finally:
         os.close(leader)
         os.close(follower)
-
-
-def png_bytes(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def pixels(data: bytes) -> np.ndarray:

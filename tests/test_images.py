@@ -1,15 +1,14 @@
 """Input modes: every kind of image Pillow opens becomes the codec's 8-bit planes exactly, or
 with a note that says what changed, or is refused with one clear error.
 
-16-bit colour PNGs and 16-bit TIFFs are written here byte by byte (Pillow writes neither), the
-PNGs with all five row filters so that the decoder's unfiltering is exercised.
+16-bit colour PNGs (``helpers.png16``) and 16-bit TIFFs are written byte by byte (Pillow writes
+neither), the PNGs with all five row filters so that the decoder's unfiltering is exercised.
 """
 
 from __future__ import annotations
 
 import io
 import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -19,43 +18,9 @@ from bitstream.container import ImageMode
 from diffcodec.errors import DataError
 from diffcodec.images import from_pil, load_image, read_image
 
+from helpers import png16
+
 RNG = np.random.default_rng(20240501)
-
-
-def _paeth(a: int, b: int, c: int) -> int:
-    p = a + b - c
-    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-    return a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-
-
-def _filtered(row: bytes, prior: bytes, kind: int, bpp: int) -> bytes:
-    """PNG filter ``kind`` (0 none, 1 sub, 2 up, 3 average, 4 Paeth) applied to one row."""
-    out = bytearray(len(row))
-    for i, x in enumerate(row):
-        a = row[i - bpp] if i >= bpp else 0
-        b = prior[i]
-        c = prior[i - bpp] if i >= bpp else 0
-        predictor = [0, a, b, (a + b) // 2, _paeth(a, b, c)][kind]
-        out[i] = (x - predictor) % 256
-    return bytes([kind]) + bytes(out)
-
-
-def png16(samples: np.ndarray) -> bytes:
-    """A 16-bit PNG of uint16 samples: (H, W) grey, (H, W, 2) grey+alpha, (H, W, 3) RGB or
-    (H, W, 4) RGBA; row y uses filter y mod 5."""
-    if samples.ndim == 2:
-        samples = samples[:, :, None]
-    h, w, c = samples.shape
-    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]
-    bpp = 2 * c
-    rows = [samples[y].astype(">u2").tobytes() for y in range(h)]
-    raw = b"".join(_filtered(r, rows[y - 1] if y else bytes(len(r)), y % 5, bpp) for y, r in enumerate(rows))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 
 
 def tiff16_rgb(samples: np.ndarray) -> bytes:

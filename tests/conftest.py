@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from diffcodec.checkpoint import load_model
 from diffcodec.diffusion import GaussianDiffusion
 from diffcodec.schedule import ScheduleConfig
 
@@ -16,6 +17,12 @@ def sched():
 @pytest.fixture(scope="module")
 def diff(sched):
     return GaussianDiffusion(sched)
+
+
+@pytest.fixture(scope="module")
+def model():
+    """The shipped ``default`` model, loaded once per module: small, so codec tests stay quick."""
+    return load_model("default")
 
 
 @pytest.fixture

@@ -15,12 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from bitstream.container import ImageMode
+from diffcodec.checkpoint import save_checkpoint
 from diffcodec.codec import CodecConfig
 from diffcodec.data import load_cifar10
 from diffcodec.images import CodecImage
+from diffcodec.schedule import ScheduleConfig
+from diffcodec.unet import CONFIGS, UNet
 
 # --- paths and data ---------------------------------------------------------------------------
 
@@ -102,3 +106,14 @@ def png16(samples: np.ndarray) -> bytes:
 
     ihdr = struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+# --- checkpoints ------------------------------------------------------------------------------
+# (the shipped ``default`` model is the ``model`` fixture of conftest.py)
+
+
+def make_micro_checkpoint(directory: Path) -> Path:
+    """A checkpoint of a seeded random ``micro`` network in ``directory``: a real checkpoint
+    folder that loads in a moment, for commands whose numbers do not need a trained model."""
+    torch.manual_seed(1234)
+    net = UNet(CONFIGS["micro"])
+    return save_checkpoint(directory, net.state_dict(), net.config, ScheduleConfig(), name="micro-test")

@@ -14,25 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from diffcodec.checkpoint import save_checkpoint
 from diffcodec.cli import main
-from diffcodec.schedule import ScheduleConfig
-from diffcodec.unet import CONFIGS, UNet
 from diffcodec.variances import TABLE_FILE, ErrorTable
 
-from helpers import CIFAR, needs_cifar
+from helpers import CIFAR, make_micro_checkpoint, needs_cifar
 
 GOLDEN = Path(__file__).parent / "golden" / "nll_micro_2images.json"
-
-
-def make_micro_checkpoint(directory: Path) -> Path:
-    torch.manual_seed(1234)
-    net = UNet(CONFIGS["micro"])
-    return save_checkpoint(directory, net.state_dict(), net.config, ScheduleConfig(), name="micro-test")
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ from PIL import Image
 from bitstream.container import Header, crc16, unpack
 from diffcodec.cli import main
 
-from helpers import CIFAR, needs_cifar
-from test_cli import assert_one_line_error, make_micro_checkpoint
+from helpers import CIFAR, make_micro_checkpoint, needs_cifar
+from test_cli import assert_one_line_error
 
 # The small model: these tests are about the command, not the model.
 FAST = ["--groups", "12", "--candidates", "6", "--chunk-bits", "2", "--model", "default"]

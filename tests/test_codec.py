@@ -44,11 +44,6 @@ GOLDEN_V2 = Path(__file__).parent / "golden" / "cifar0_default_fast_v2.ddc"  # w
 GOLDEN_V1 = Path(__file__).parent / "golden" / "cifar0_default_fast_v1.ddc"  # written by format version 1
 
 
-@pytest.fixture(scope="module")
-def model():
-    return load_model("default")
-
-
 @needs_data
 @pytest.mark.parametrize("source", ["cifar0", "cifar1", "kodak-crop"])
 def test_full_rate_is_lossless(model, source):

@@ -14,7 +14,6 @@ from PIL import Image
 
 import diffcodec
 from bitstream.container import RecordLayout, unpack
-from diffcodec.checkpoint import load_model
 from diffcodec.cli import SALVAGED, main
 from diffcodec.codec import CodecConfig
 
@@ -22,11 +21,6 @@ from test_fuzz import header_fields, raw_header
 
 # The small model and few steps: these tests are about the reports, not the model.
 FAST = CodecConfig(groups=5, log2_candidates=4, chunk_bits=2, t_stop=10, layout=RecordLayout.EVERY_STEP)
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_model("default")
 
 
 @pytest.fixture(scope="module")

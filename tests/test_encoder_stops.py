@@ -36,11 +36,6 @@ AUTO = CodecConfig(groups=4, log2_candidates=4, chunk_bits=2.0)  # t_stop left t
 FIXED = CodecConfig(t_stop=10, groups=12, log2_candidates=4, chunk_bits=2.0)
 
 
-@pytest.fixture(scope="module")
-def model():
-    return load_model("default")
-
-
 def noise_image(h: int, w: int, seed: int = 0) -> CodecImage:
     rgb = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
     return CodecImage(rgb, ImageMode.RGB)

@@ -26,7 +26,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pytest
 from click.testing import CliRunner
 
 from bitstream.container import MAGIC, FormatError, Header, VarianceChoice, crc16, pack_record, unpack, write_varint
@@ -211,11 +210,6 @@ def fuzz(model, mutations_per_file: int, seed: int = SEED):
                 outcomes[type(e).__name__] += 1
                 unexpected.append(f"{path.name} {kind}: {type(e).__name__}: {e}\n{traceback.format_exc()}")
     return outcomes, kinds, unexpected, warned
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_model("default")
 
 
 def test_mutated_golden_files_give_only_the_projects_errors(model, one_thread):

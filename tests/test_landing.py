@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from bitstream.container import ENDING_VERSION, RecordLayout, pack, unpack
-from diffcodec.checkpoint import load_model
 from diffcodec.codec import CodecError, Stop, compress, decompress
 from diffcodec.codec.landing import Attempt, land
 from diffcodec.plan import make_plan
@@ -22,11 +21,6 @@ from test_cross_machine import perturbed
 
 GOLDEN_V6 = Path(__file__).parent / "golden" / "cifar0_default_fast_v6_psnr.ddc"
 V4 = dataclasses.replace(FAST, version=4)  # the same settings without end_t: files end at a record
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_model("default")
 
 
 def psnr_of(t: int) -> float:

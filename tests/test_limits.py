@@ -14,7 +14,6 @@ from PIL import Image
 
 from bitstream.container import Header, ImageMode, pack
 from diffcodec import api, cli
-from diffcodec.checkpoint import load_model
 from diffcodec.cli import main
 from diffcodec.codec import DEFAULT_MAX_PIXELS, CodecConfig, ImageTooLarge, Stop, compress, decompress, model_hash
 from diffcodec.codec import decoder as decoder_module
@@ -30,11 +29,6 @@ FAST = CodecConfig(groups=4, log2_candidates=4, chunk_bits=2.0)
 BOMBS_WHOLE = [(4096, 4096), (8192, 8192), (65536, 1024), (1024, 65536), (1025, 1024), (65536, 17)]
 BOMBS_TILED = [(8192, 8192), (65536, 1024), (1024, 65536), (4097, 4096), (65536, 257)]
 TILED = dict(tile=256, halo=32, version=5)
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_model("default")
 
 
 def header_only(model, width: int, height: int, **fields) -> bytes:

@@ -9,6 +9,7 @@ test file runs as a script. A helper that only one module uses stays in that mod
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -16,10 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from PIL import Image
 
 from bitstream.container import ImageMode
 from diffcodec.checkpoint import save_checkpoint
+from diffcodec.cli import main
 from diffcodec.codec import CodecConfig
 from diffcodec.data import load_cifar10
 from diffcodec.images import CodecImage
@@ -117,3 +120,29 @@ def make_micro_checkpoint(directory: Path) -> Path:
     torch.manual_seed(1234)
     net = UNet(CONFIGS["micro"])
     return save_checkpoint(directory, net.state_dict(), net.config, ScheduleConfig(), name="micro-test")
+
+# --- the command line -------------------------------------------------------------------------
+
+# Codec options for ``diffcodec encode``: the small model and few steps, for tests that are about
+# the command, not the model.
+FAST_CLI = ["--groups", "4", "--candidates", "4", "--chunk-bits", "2", "--t-stop", "10", "--model", "default"]
+# The environment of a ``python -m diffcodec`` subprocess: this checkout first on PYTHONPATH, so
+# that the process runs the code under test (also where an installed copy points elsewhere).
+ENV = os.environ | {"PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def run(*args, stdin: bytes | None = None):
+    """``diffcodec ARGS`` in this process through click's runner, ``stdin`` as standard input;
+    arguments may be paths or numbers, and exceptions propagate so that a traceback fails the test."""
+    return CliRunner().invoke(main, [str(a) for a in args], input=stdin, catch_exceptions=False)
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    """A refused command's promise: exit status 1, one ``error: ...`` line holding every fragment,
+    and no traceback."""
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert "Traceback" not in result.output
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])

@@ -20,7 +20,7 @@ from PIL import Image
 from diffcodec.cli import main
 from diffcodec.variances import TABLE_FILE, ErrorTable
 
-from helpers import CIFAR, make_micro_checkpoint, needs_cifar
+from helpers import CIFAR, assert_one_line_error, make_micro_checkpoint, needs_cifar, run
 
 GOLDEN = Path(__file__).parent / "golden" / "nll_micro_2images.json"
 
@@ -28,19 +28,6 @@ GOLDEN = Path(__file__).parent / "golden" / "nll_micro_2images.json"
 @pytest.fixture(scope="module")
 def micro(tmp_path_factory) -> Path:
     return make_micro_checkpoint(tmp_path_factory.mktemp("micro"))
-
-
-def run(*args: str):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 1, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    assert "Traceback" not in result.output
-    for f in fragments:
-        assert f in lines[0], (f, lines[0])
 
 
 def nll_doc(micro: Path, out: Path) -> dict:

@@ -11,21 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from bitstream.container import Header, crc16, unpack
-from diffcodec.cli import main
 
-from helpers import CIFAR, make_micro_checkpoint, needs_cifar
-from test_cli import assert_one_line_error
+from helpers import CIFAR, assert_one_line_error, make_micro_checkpoint, needs_cifar, run
 
 # The small model: these tests are about the command, not the model.
 FAST = ["--groups", "12", "--candidates", "6", "--chunk-bits", "2", "--model", "default"]
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")

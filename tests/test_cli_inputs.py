@@ -14,22 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from diffcodec.cli import main
 
-from helpers import png16, png_bytes
-from test_cli import assert_one_line_error
-
-ROOT = Path(__file__).resolve().parents[1]
-# The small model: these tests are about the command, not the model.
-FAST = ["--groups", "4", "--candidates", "4", "--chunk-bits", "2", "--t-stop", "10", "--model", "default"]
-ENV = os.environ | {"PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-
-
-def run(*args, stdin: bytes | None = None):
-    return CliRunner().invoke(main, [str(a) for a in args], input=stdin, catch_exceptions=False)
+from helpers import ENV, ROOT, assert_one_line_error, png16, png_bytes, run
+from helpers import FAST_CLI as FAST
 
 
 def command(*args, stdin: bytes | None = None, tty: bool = False):

@@ -10,12 +10,10 @@ import re
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from bitstream.container import ImageMode, unpack
 from diffcodec.checkpoint import load_model
-from diffcodec.cli import main
 from diffcodec.codec import (
     FULL_RATE_T_STOP,
     LOSSY_T_STOP,
@@ -31,6 +29,8 @@ from diffcodec.codec.encoder import max_finite_psnr
 from diffcodec.images import CodecImage
 from diffcodec.plan import make_plan
 
+from helpers import run
+
 FAST = ["--groups", "4", "--candidates", "4", "--chunk-bits", "2"]
 AUTO = CodecConfig(groups=4, log2_candidates=4, chunk_bits=2.0)  # t_stop left to the stop rule
 FIXED = CodecConfig(t_stop=10, groups=12, log2_candidates=4, chunk_bits=2.0)
@@ -39,10 +39,6 @@ FIXED = CodecConfig(t_stop=10, groups=12, log2_candidates=4, chunk_bits=2.0)
 def noise_image(h: int, w: int, seed: int = 0) -> CodecImage:
     rgb = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
     return CodecImage(rgb, ImageMode.RGB)
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 def test_a_budget_below_the_first_record_is_reported_as_missed(model):

@@ -9,19 +9,17 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from bitstream.container import Header, ImageMode, pack
 from diffcodec import api, cli
-from diffcodec.cli import main
 from diffcodec.codec import DEFAULT_MAX_PIXELS, CodecConfig, ImageTooLarge, Stop, compress, decompress, model_hash
 from diffcodec.codec import decoder as decoder_module
 from diffcodec.codec import encoder as encoder_module
 from diffcodec.images import CodecImage
 from diffcodec.tiling import Tiling
 
-from test_cli import assert_one_line_error
+from helpers import assert_one_line_error, run
 
 FAST = CodecConfig(groups=4, log2_candidates=4, chunk_bits=2.0)
 # refused under the default limit: files the network sees whole (versions 1-4, untiled 5) above 1024×1024,
@@ -108,10 +106,6 @@ def test_python_api_passes_the_limit(model):
     assert api.decompress(data, model, max_pixels=256).size == (16, 16)
     with pytest.raises(ImageTooLarge):
         api.compress(np.zeros((16, 16, 3), np.uint8), model, upto_t=500, config=FAST, max_pixels=255)
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 def test_cli_refuses_bombs_with_one_line(model, tmp_path):

@@ -11,18 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from PIL import Image
 from safetensors.torch import load_file
 
 from bitstream.container import unpack
 from diffcodec import api
 from diffcodec.checkpoint import CONFIG_FILE, MODELS_DIR, WEIGHTS_FILE, available_models, load_model, sha256_file
-from diffcodec.cli import main
 from diffcodec.codec import CodecConfig, decompress, model_hash
 from diffcodec.model_choice import MODEL_USES, auto_model, resolve_model_name, shipped_model_for_hash, size_warning
 
-from helpers import CIFAR, needs_cifar
+from helpers import CIFAR, needs_cifar, run
 
 GOLDEN = Path(__file__).parent / "golden" / "cifar0_default_fast.ddc"
 PARAMETERS = {"cifar10": 8_952_067, "photo": 8_952_067, "default": 1_113_955}
@@ -30,10 +28,6 @@ PARAMETERS = {"cifar10": 8_952_067, "photo": 8_952_067, "default": 1_113_955}
 # seconds per image, and the lossless record must still be exact.
 CHEAP = CodecConfig(t_stop=99, groups=4, log2_candidates=4, chunk_bits=2.0)
 CHEAP_CLI = ["--t-stop", "99", "--groups", "4", "--candidates", "4", "--chunk-bits", "2"]
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 def image(width: int, height: int, seed: int) -> np.ndarray:

@@ -17,22 +17,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from diffcodec.cli import main
 from diffcodec.errors import DiffcodecError
 from diffcodec.files import check_output, write_output
 
-from test_cli import assert_one_line_error
-from test_cli_inputs import ENV, FAST, ROOT, png_bytes
+from helpers import ENV, ROOT, assert_one_line_error, png_bytes, run
+from helpers import FAST_CLI as FAST
 
 FULL = Path("/dev/full")
 needs_dev_full = pytest.mark.skipif(not FULL.is_char_device(), reason="no /dev/full here")
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 def process(*args, stdout=subprocess.PIPE, file_size: int | None = None) -> subprocess.CompletedProcess:

@@ -130,7 +130,7 @@ def test_the_tile_option_refuses_bad_values_with_one_line(tmp_path, value, messa
     from PIL import Image
 
     from diffcodec.cli import main
-    from test_cli import assert_one_line_error
+    from helpers import assert_one_line_error
 
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
     result = CliRunner().invoke(main, ["encode", str(tmp_path / "a.png"), "-o", str(tmp_path / "a.ddc"),

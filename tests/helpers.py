@@ -8,6 +8,7 @@ test file runs as a script. A helper that only one module uses stays in that mod
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import struct
@@ -29,6 +30,7 @@ from diffcodec.images import CodecImage
 from diffcodec.schedule import ScheduleConfig
 from diffcodec.unet import CONFIGS, UNet
 
+
 # --- paths and data ---------------------------------------------------------------------------
 
 # The checkout's root (the folder above tests/).
@@ -44,11 +46,13 @@ needs_cifar = pytest.mark.skipif(not CIFAR.is_dir(), reason="../shared/data/cifa
 # Skips a test that reads CIFAR-10 or Kodak images where either is absent.
 needs_data = pytest.mark.skipif(not CIFAR.is_dir() or not KODAK.is_dir(), reason="../shared/data is absent")
 
+
 # --- codec settings ---------------------------------------------------------------------------
 
 # Few groups and candidates and 2 bits a call: seconds per small image, so that tests that code
 # real images stay quick (golden/cifar0_default_fast.ddc was written with these).
 FAST = CodecConfig(t_stop=10, groups=12, log2_candidates=6, chunk_bits=2.0)  # one t_stop for every stop rule
+
 
 # --- images -----------------------------------------------------------------------------------
 
@@ -110,6 +114,7 @@ def png16(samples: np.ndarray) -> bytes:
     ihdr = struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 
+
 # --- checkpoints ------------------------------------------------------------------------------
 # (the shipped ``default`` model is the ``model`` fixture of conftest.py)
 
@@ -120,6 +125,7 @@ def make_micro_checkpoint(directory: Path) -> Path:
     torch.manual_seed(1234)
     net = UNet(CONFIGS["micro"])
     return save_checkpoint(directory, net.state_dict(), net.config, ScheduleConfig(), name="micro-test")
+
 
 # --- the command line -------------------------------------------------------------------------
 
@@ -146,3 +152,33 @@ def assert_one_line_error(result, *fragments: str) -> None:
     assert "Traceback" not in result.output
     for f in fragments:
         assert f in lines[0], (f, lines[0])
+
+
+# --- network perturbation ---------------------------------------------------------------------
+
+# How far ``perturbed`` moves each layer's output, in units of its dtype's roundoff (the 1000 of
+# test_cross_machine's docstring).
+ULPS = 1000
+
+
+@contextlib.contextmanager
+def perturbed(model, ulps: float = ULPS, seed: int = 1):
+    """Every Conv2d/Linear output of the model's networks (all precisions) times 1 + ulps·u·z,
+    as other hardware or libraries would move it, for decodes that must not depend on that;
+    yields a one-item list that counts the hooked calls."""
+    g = torch.Generator().manual_seed(seed)
+    calls = [0]
+
+    def hook(module, inputs, out):
+        calls[0] += 1
+        u = torch.finfo(out.dtype).eps / 2
+        return out * (1 + ulps * u * torch.randn(out.shape, generator=g, dtype=out.dtype))
+
+    nets = [model.net] + [twin.net for twin in model._twins.values()]
+    handles = [m.register_forward_hook(hook) for net in nets for m in net.modules()
+               if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    try:
+        yield calls
+    finally:
+        for h in handles:
+            h.remove()

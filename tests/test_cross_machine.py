@@ -10,20 +10,17 @@ the lossy prefixes in float32.
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import numpy as np
 import pytest
-import torch
 
 from bitstream.container import pack, unpack
 from diffcodec.checkpoint import load_model
 from diffcodec.codec import CodecConfig, Stop, compress, decompress
 from diffcodec.codec.chain import REFERENCE_DTYPE
-from helpers import cifar_image, kodak_crop, needs_data
+from helpers import cifar_image, kodak_crop, needs_data, perturbed
 
-ULPS = 1000
 CHEAP = CodecConfig(groups=12, log2_candidates=6, chunk_bits=2.0)  # full rate: t_stop 20
 
 
@@ -32,27 +29,6 @@ def model():
     m = load_model("default")
     m.in_dtype(REFERENCE_DTYPE)  # the float64 twin exists before hooks are placed on it
     return m
-
-
-@contextlib.contextmanager
-def perturbed(model, ulps: float = ULPS, seed: int = 1):
-    """Every Conv2d/Linear output of the model's networks (all precisions) times 1 + ulps·u·z."""
-    g = torch.Generator().manual_seed(seed)
-    calls = [0]
-
-    def hook(module, inputs, out):
-        calls[0] += 1
-        u = torch.finfo(out.dtype).eps / 2
-        return out * (1 + ulps * u * torch.randn(out.shape, generator=g, dtype=out.dtype))
-
-    nets = [model.net] + [twin.net for twin in model._twins.values()]
-    handles = [m.register_forward_hook(hook) for net in nets for m in net.modules()
-               if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
-    try:
-        yield calls
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def _psnr(a, b) -> float:

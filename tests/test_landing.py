@@ -16,8 +16,7 @@ from diffcodec.codec import CodecError, Stop, compress, decompress
 from diffcodec.codec.landing import Attempt, land
 from diffcodec.plan import make_plan
 
-from helpers import FAST, cifar_image, needs_data
-from test_cross_machine import perturbed
+from helpers import FAST, cifar_image, needs_data, perturbed
 
 GOLDEN_V6 = Path(__file__).parent / "golden" / "cifar0_default_fast_v6_psnr.ddc"
 V4 = dataclasses.replace(FAST, version=4)  # the same settings without end_t: files end at a record

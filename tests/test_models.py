@@ -137,7 +137,7 @@ def test_golden_files_of_the_new_models_decode_bit_for_bit(name, model_name, sou
     """Pinned files of each GPU-trained model: the decoder finds the model by the hash in the
     header and reproduces the source exactly, also with every layer's output perturbed by 1000
     machine epsilons of its dtype (what another machine's arithmetic does)."""
-    from test_cross_machine import perturbed
+    from helpers import perturbed
 
     data = (GOLDEN_DIR / name).read_bytes()
     rgb = np.asarray(Image.open(source).convert("RGB"))

@@ -19,8 +19,7 @@ from diffcodec.tiling import network_windows
 from diffcodec.codec.encoder import DEFAULT_TILING, WHOLE_IMAGE_PIXELS, tiling_for
 from diffcodec.tiling import Tiling, spans, tiled, window_pixels
 
-from helpers import FAST, kodak_crop, needs_data
-from test_cross_machine import perturbed
+from helpers import FAST, kodak_crop, needs_data, perturbed
 
 GOLDEN_V5 = Path(__file__).parent / "golden" / "kodim23c40x52_default_fast_v5_tiled.ddc"
 SMALL_TILES = Tiling(16, 8)

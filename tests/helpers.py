@@ -21,7 +21,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from bitstream.container import ImageMode
+from bitstream.container import MAGIC, Header, ImageMode, VarianceChoice, crc16, write_varint
 from diffcodec.checkpoint import save_checkpoint
 from diffcodec.cli import main
 from diffcodec.codec import CodecConfig
@@ -182,3 +182,39 @@ def perturbed(model, ulps: float = ULPS, seed: int = 1):
     finally:
         for h in handles:
             h.remove()
+
+
+# --- container bytes --------------------------------------------------------------------------
+
+# The one-byte header fields between the size and the selection byte, in file order.
+ONE_BYTE = ("flags0", "flags1", "schedule_id", "t_stop", "groups", "log2_candidates", "chunk_quarter_bits")
+
+
+def header_fields(data: bytes) -> dict:
+    """The header of ``data`` as a dict of its raw field values, for ``raw_header`` to write back
+    changed."""
+    header, _ = Header.from_bytes(data)
+    return {"version": header.version, "model_hash": header.model_hash, "width": header.width,
+            "height": header.height, "flags0": int(header.mode),
+            "flags1": header_flags1(header), "schedule_id": header.schedule_id,
+            "t_stop": header.t_stop, "groups": header.groups, "log2_candidates": header.log2_candidates,
+            "chunk_quarter_bits": header.chunk_quarter_bits, "tile": header.tile, "seed": header.seed,
+            "body_bytes": header.body_bytes, "variance_table": header.variance_table,
+            "selection": header.selection, "halo": header.halo}
+
+
+def header_flags1(header: Header) -> int:
+    """Byte 1 of the flags (FORMAT.md §3): bit 0 β, bit 1 layout, bit 2 optimal variances."""
+    optimal = header.variance is VarianceChoice.OPTIMAL
+    return (0 if optimal else int(header.variance)) | int(header.layout) << 1 | int(optimal) << 2
+
+
+def raw_header(f: dict) -> bytes:
+    """Header bytes for any field values (no range checks), with a matching CRC: damaged files
+    whose header still passes its check, so that the damage reaches the decoder."""
+    body = b"".join([MAGIC, bytes([f["version"]]), f["model_hash"], write_varint(f["width"]),
+                     write_varint(f["height"]), bytes(f[name] for name in ONE_BYTE),
+                     bytes([f.get("selection", 4)]) if f["version"] >= 4 else b"", write_varint(f["tile"]),
+                     write_varint(f.get("halo", 0)) if f["version"] >= 5 and f["tile"] else b"",
+                     write_varint(f["seed"]), f.get("variance_table", b""), write_varint(f["body_bytes"])])
+    return body + crc16(body).to_bytes(2, "little")

@@ -17,7 +17,7 @@ from bitstream.container import RecordLayout, unpack
 from diffcodec.cli import SALVAGED, main
 from diffcodec.codec import CodecConfig
 
-from test_fuzz import header_fields, raw_header
+from helpers import header_fields, raw_header
 
 # The small model and few steps: these tests are about the reports, not the model.
 FAST = CodecConfig(groups=5, log2_candidates=4, chunk_bits=2, t_stop=10, layout=RecordLayout.EVERY_STEP)

@@ -28,47 +28,20 @@ from pathlib import Path
 import numpy as np
 from click.testing import CliRunner
 
-from bitstream.container import MAGIC, FormatError, Header, VarianceChoice, crc16, pack_record, unpack, write_varint
+from bitstream.container import FormatError, Header, pack_record, unpack
 from diffcodec import DamagedFileWarning, TruncatedFileWarning, decompress
 from diffcodec.checkpoint import load_model
 from diffcodec.codec import SCHEDULES
 from diffcodec.errors import DiffcodecError
 from diffcodec.plan import make_plan
 
+from helpers import ONE_BYTE, header_fields, raw_header
+
 GOLDEN = sorted((Path(__file__).parent / "golden").glob("*_default_*.ddc"))  # versions 1 to 6
 SEED = 20260601
 MUTATIONS_PER_FILE = 80
 PIXEL_LIMIT = 48 * 48  # golden files are 32×32; a mutated size above this is refused from the header
 EXPECTED = (DiffcodecError, FormatError)
-
-ONE_BYTE = ("flags0", "flags1", "schedule_id", "t_stop", "groups", "log2_candidates", "chunk_quarter_bits")
-
-
-def header_fields(data: bytes) -> dict:
-    header, _ = Header.from_bytes(data)
-    return {"version": header.version, "model_hash": header.model_hash, "width": header.width,
-            "height": header.height, "flags0": int(header.mode),
-            "flags1": header_flags1(header), "schedule_id": header.schedule_id,
-            "t_stop": header.t_stop, "groups": header.groups, "log2_candidates": header.log2_candidates,
-            "chunk_quarter_bits": header.chunk_quarter_bits, "tile": header.tile, "seed": header.seed,
-            "body_bytes": header.body_bytes, "variance_table": header.variance_table,
-            "selection": header.selection, "halo": header.halo}
-
-
-def header_flags1(header: Header) -> int:
-    """Byte 1 of the flags (FORMAT.md §3): bit 0 β, bit 1 layout, bit 2 optimal variances."""
-    optimal = header.variance is VarianceChoice.OPTIMAL
-    return (0 if optimal else int(header.variance)) | int(header.layout) << 1 | int(optimal) << 2
-
-
-def raw_header(f: dict) -> bytes:
-    """Header bytes for any field values (no range checks), with a matching CRC."""
-    body = b"".join([MAGIC, bytes([f["version"]]), f["model_hash"], write_varint(f["width"]),
-                     write_varint(f["height"]), bytes(f[name] for name in ONE_BYTE),
-                     bytes([f.get("selection", 4)]) if f["version"] >= 4 else b"", write_varint(f["tile"]),
-                     write_varint(f.get("halo", 0)) if f["version"] >= 5 and f["tile"] else b"",
-                     write_varint(f["seed"]), f.get("variance_table", b""), write_varint(f["body_bytes"])])
-    return body + crc16(body).to_bytes(2, "little")
 
 
 def framed_records(data: bytes) -> list[bytes]:

@@ -103,7 +103,8 @@ def forward_gflops(unet_config, size: int = 32) -> float:
 def time_training(name: str, unet_config, cifar: Path, device: str, compile_mode: str | None, timing: Timing) -> dict:
     """Steps/s of Trainer.train_step with the device's fast settings."""
     from diffcodec.data import DataConfig
-    from diffcodec.train import SpeedConfig, TrainConfig, Trainer, device_description
+    from diffcodec.devices import device_description
+    from diffcodec.train import SpeedConfig, TrainConfig, Trainer
     from diffcodec.unet import count_parameters
 
     cfg = TrainConfig(unet=unet_config, data=DataConfig(cifar=[str(cifar)]), steps=10**9, batch_size=timing.batch,
@@ -196,7 +197,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from diffcodec.checkpoint import load_model
     from diffcodec.data import load_cifar10
-    from diffcodec.train import pick_device
+    from diffcodec.devices import pick_device
     from diffcodec.unet import CONFIGS, UNetConfig
 
     device = pick_device(args.device)

@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     from diffcodec.checkpoint import load_model
     from diffcodec.codec import DEFAULT_STOP, CodecConfig, Stop, compress, decompress
     from diffcodec.images import CodecImage, ImageMode, load_image
-    from diffcodec.model_choice import resolve_model_name
+    from diffcodec.models import resolve_model_name
 
     torch.set_num_threads(args.threads)
     image = load_image(Path(args.image)).image
@@ -125,7 +125,7 @@ def main(argv=None) -> int:
         encoded = compress(image, model, CodecConfig(), stop_rule)
     with measured(timers, results, "decode"):
         decoded = decompress(encoded.data, model)
-    st = encoded.stats
+    st = encoded.stats.to_dict()
     print(f"{image.width}×{image.height} with {name} ({model.weights_sha256[:12]}), torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; model load {load_s:.2f} s")
     print(f"file {st['file_bytes']} bytes, {st['bpp']:.3f} bpp, decoded to t = {decoded.t}"

@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 from bitstream.container import unpack
 from diffcodec.checkpoint import load_model
 from diffcodec.codec import decompress
-from diffcodec.model_choice import shipped_model_for_hash
+from diffcodec.models import shipped_model_for_hash
 
 from . import datasets
 from .bjontegaard import bd_rate, overlap

@@ -71,8 +71,8 @@ def _encode(job):
     t0 = time.perf_counter()
     enc = compress(CodecImage(rgb, ImageMode.RGB), model, config, Stop(upto_t=10))
     seconds = time.perf_counter() - t0
-    steps = enc.stats["steps"]
-    return {"image": name, "setting": setting.label, "seconds": seconds, "records": enc.stats["records"],
+    steps = enc.stats.to_dict()["steps"]
+    return {"image": name, "setting": setting.label, "seconds": seconds, "records": enc.stats.to_dict()["records"],
             "kl_bits": sum(s["kl_bits"] for s in steps), "coded_bits": sum(s["ideal_coded_bits"] for s in steps),
             "calls": sum(s["chunks"] for s in steps)}
 

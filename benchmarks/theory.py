@@ -20,7 +20,7 @@ import torch
 
 from diffcodec.checkpoint import Model
 from diffcodec.diffusion import ReverseVariance
-from diffcodec.nll import OPTIMAL, evaluate_dataset
+from diffcodec.nll import OPTIMAL, evaluate_dataset, nll_document
 
 from . import datasets, report
 from .datasets import EvalImage
@@ -47,10 +47,7 @@ def bound_document(model: Model, images: list[np.ndarray], cache: Path | None = 
             cache.write_text(json.dumps(doc) + "\n")
             return doc
     bound = evaluate_dataset(model, stack, batch_size=batch_size, seed=0, error_table=table)
-    doc = bound.report(ReverseVariance.FIXED_LARGE) | {
-        "model": model.name, "model_sha256": model.weights_sha256, "seed": 0, "clip_denoised": True}
-    if table is not None:
-        doc["optimal_table"] = {"sha256": table.sha256, "meta": table.meta}
+    doc = nll_document(bound, model, ReverseVariance.FIXED_LARGE, seed=0)
     if cache is not None:
         cache.write_text(json.dumps(doc) + "\n")
     return doc

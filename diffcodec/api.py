@@ -23,12 +23,16 @@ import numpy as np
 from PIL import Image
 
 from .checkpoint import Model, load_model
-from .codec import (DEFAULT_MAX_PIXELS, DEFAULT_STOP, CodecConfig, CodecError, DamagedFileWarning,
-                    PixelMismatchError, PixelMismatchWarning, SalvagedFileWarning, Stop, TruncatedFileWarning,
-                    compress as _compress, damage_warnings, decompress as _decompress, read_header)
+from .codec import (DEFAULT_MAX_PIXELS, CodecConfig, CodecError, DamagedFileWarning, PixelMismatchError,
+                    PixelMismatchWarning, SalvagedFileWarning, TruncatedFileWarning, choose_stop,
+                    compress as _compress, damage_warnings, decompress as _decompress, model_for_file, read_header)
 from .images import CodecImage, from_pil, load_image
-from .model_choice import AUTO, resolve_model_name, shipped_model_for_hash, size_warning
+from .models import AUTO, resolve_model_name, size_warning
 from .reconstruct import Reconstruction
+
+# The errors and warnings of damaged input, which the package exports from here too.
+__all__ = ["CodecError", "DamagedFileWarning", "PixelMismatchError", "PixelMismatchWarning", "SalvagedFileWarning",
+           "TruncatedFileWarning", "compress", "decompress"]
 
 
 def _image(image) -> CodecImage:
@@ -49,16 +53,6 @@ def _model(model, device: str = "cpu") -> Model:
     return model if isinstance(model, Model) else load_model(model, device)
 
 
-def _model_for_file(data: bytes, model, device: str = "cpu") -> Model:
-    if model is not None:
-        return _model(model, device)
-    wanted = read_header(data).model_hash
-    name = shipped_model_for_hash(wanted)
-    if name is None:
-        raise CodecError(f"no shipped model has hash {wanted.hex()}…; pass the file's model")
-    return load_model(name, device)
-
-
 def compress(image, model=AUTO, *, upto_t: int | None = None, bpp: float | None = None,
              psnr: float | None = None, lossless: bool = False, config: CodecConfig = CodecConfig(),
              max_pixels: int | None = DEFAULT_MAX_PIXELS, device: str = "cpu") -> bytes:
@@ -68,10 +62,7 @@ def compress(image, model=AUTO, *, upto_t: int | None = None, bpp: float | None 
     ``photo`` above; the command line's rule). Images of more than ``max_pixels`` pixels are
     refused (None: no limit). A model given by name loads onto ``device`` ("cuda": the network
     and the candidate scoring run there); a :class:`Model` keeps its own device."""
-    given = sum(v is not None for v in (upto_t, bpp, psnr)) + bool(lossless)
-    if given > 1:
-        raise ValueError("choose at most one of upto_t, bpp, psnr, lossless")
-    stop = Stop() if lossless else (Stop(upto_t, bpp, psnr) if given else DEFAULT_STOP)
+    stop = choose_stop(upto_t, bpp, psnr, lossless)
     img = _image(image)
     if isinstance(model, str):
         model = resolve_model_name(model, img.width, img.height)
@@ -92,7 +83,7 @@ def decompress(data: bytes, model=None, *, upto_t: int | None = None,
     ``salvage`` and ``accept_mismatch``: damaged input as the module docstring says.
     """
     data = bytes(data)
-    decoded = _decompress(data, _model_for_file(data, model, device), upto_t, Reconstruction(reconstruct),
+    decoded = _decompress(data, model_for_file(read_header(data), model, device), upto_t, Reconstruction(reconstruct),
                           steps=steps, max_pixels=max_pixels, salvage=salvage)
     for warning in damage_warnings(decoded, "the data", accept_mismatch, "accept_mismatch=True returns it anyway"):
         warnings.warn(warning, stacklevel=2)

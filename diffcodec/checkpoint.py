@@ -18,21 +18,14 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
+from .checkpoint_config import CONFIG_FILE, FORMAT, FORMAT_VERSION, TRAIN_STATE_FILE, WEIGHTS_FILE, read_config
 from .diffusion import GaussianDiffusion
 from .errors import CheckpointError
-from .files import make_folder, write_file
+from .files import OutputSet
+from .models import DEFAULT_MODEL, resolve_model_path
 from .schedule import ScheduleConfig
 from .unet import UNet, UNetConfig
 from .variances import TABLE_FILE, ErrorTable
-
-FORMAT = "diffcodec-checkpoint"
-FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-TRAIN_STATE_FILE = "train_state.safetensors"
-MODELS_DIR = Path(__file__).parent / "models"
-DEFAULT_MODEL = "default"
-
 
 @dataclass
 class Model:
@@ -53,6 +46,13 @@ class Model:
 
     def diffusion(self) -> GaussianDiffusion:
         return GaussianDiffusion(self.schedule_config.build())
+
+    def check_size(self, height: int, width: int, what: str) -> None:
+        """A :class:`CheckpointError` naming ``what`` unless the network takes ``height``×``width``
+        images: both sides divisible by its downsampling factor."""
+        f = self.unet_config.downsampling_factor
+        if height % f or width % f:
+            raise CheckpointError(f"{what} is not divisible by the model's factor {f}")
 
     @property
     def dtype(self) -> torch.dtype:
@@ -106,14 +106,11 @@ def save_checkpoint(
     train_state: dict[str, torch.Tensor] | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Path:
-    """Write a checkpoint folder; ``config.json`` is written last so a folder with a valid
-    config always has matching weights."""
+    """Write a checkpoint folder: the weights, the training state and ``config.json`` appear
+    together or not at all (``files.OutputSet``), so a folder with a valid config always has
+    matching weights, and a failed write leaves an earlier checkpoint there as it was."""
     directory = Path(directory)
-    make_folder(directory)
-    weights = directory / WEIGHTS_FILE
-    write_file(weights, _tensor_bytes({k: v.to(dtype) if v.is_floating_point() else v for k, v in state_dict.items()}))
-    if train_state is not None:
-        write_file(directory / TRAIN_STATE_FILE, _tensor_bytes(train_state))
+    weights = _tensor_bytes({k: v.to(dtype) if v.is_floating_point() else v for k, v in state_dict.items()})
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -121,47 +118,16 @@ def save_checkpoint(
         "unet": unet_config.to_dict(),
         "schedule": schedule_config.to_dict(),
         "weights_dtype": str(dtype).removeprefix("torch."),
-        "weights_sha256": sha256_file(weights),
+        "weights_sha256": hashlib.sha256(weights).hexdigest(),
         "meta": meta or {},
     }
-    write_file(directory / CONFIG_FILE, (json.dumps(config, indent=2) + "\n").encode())
+    with OutputSet() as outputs:
+        outputs.folder(directory)
+        outputs.add(directory / WEIGHTS_FILE, weights)
+        if train_state is not None:
+            outputs.add(directory / TRAIN_STATE_FILE, _tensor_bytes(train_state))
+        outputs.add(directory / CONFIG_FILE, (json.dumps(config, indent=2) + "\n").encode())
     return directory
-
-
-def available_models() -> list[str]:
-    """Names of the models shipped in the package."""
-    if not MODELS_DIR.is_dir():
-        return []
-    return sorted(p.name for p in MODELS_DIR.iterdir() if (p / CONFIG_FILE).is_file())
-
-
-def resolve_model_path(name_or_path: str | Path) -> Path:
-    """A shipped model's name, or a checkpoint folder, to the folder."""
-    path = Path(name_or_path)
-    if path.is_dir():
-        return path
-    if str(name_or_path) in available_models():
-        return MODELS_DIR / str(name_or_path)
-    if path.exists():
-        raise CheckpointError(f"{path} is not a checkpoint folder (expected {CONFIG_FILE} and {WEIGHTS_FILE} in it)")
-    names = ", ".join(available_models()) or "none"
-    raise CheckpointError(f"no model named or at {name_or_path!r} (shipped models: {names})")
-
-
-def read_config(directory: Path) -> dict:
-    cfg_path = Path(directory) / CONFIG_FILE
-    if not cfg_path.is_file():
-        raise CheckpointError(f"{directory} is not a checkpoint folder: {CONFIG_FILE} is missing")
-    try:
-        config = json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{cfg_path} is not valid JSON ({e})") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise CheckpointError(f"{cfg_path} is not a diffcodec checkpoint config")
-    if config.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{cfg_path} has checkpoint format version {config.get('format_version')}, "
-                              f"this diffcodec reads version {FORMAT_VERSION}")
-    return config
 
 
 def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.device = "cpu") -> Model:

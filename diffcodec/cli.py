@@ -8,6 +8,7 @@ Only click is imported at start-up (``--help`` stays fast); each command imports
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import unicodedata
@@ -16,7 +17,7 @@ from pathlib import Path
 import click
 
 from .errors import DiffcodecError
-from .model_choice import AUTO, CIFAR10, CIFAR10_MAX_SIDE, MODEL_USES, PHOTO
+from .models import AUTO, CIFAR10, CIFAR10_MAX_SIDE, DEFAULT_MODEL, MODEL_USES, PHOTO
 
 EXAMPLES = """
 \b
@@ -60,21 +61,79 @@ def training_data_options(command):
     return command
 
 
+# ---- options that several commands take: each defined here once ------------------------------
+
+def force_option(what: str):
+    return click.option("--force", is_flag=True, help=what)
+
+
+def seed_option(what: str, **kwargs):
+    return click.option("--seed", default=0, show_default=True, help=what, **kwargs)
+
+
+def batch_size_option(default: int):
+    return click.option("--batch-size", default=default, show_default=True, type=click.IntRange(min=1))
+
+
+def name_option():
+    return click.option("--name", default=None,
+                        help="Model name recorded in the checkpoint (default: the folder's name).")
+
+
+def variance_option(choices: tuple[str, ...], what: str | None = None):
+    return click.option("--variance", default="fixedlarge", show_default=True, type=click.Choice(choices), help=what)
+
+
+def device_option(codec: bool = False):
+    """--device: where the network runs (``codec``: and the candidate scoring, default cpu)."""
+    if codec:
+        return click.option("--device", default="cpu", show_default=True,
+                            help="Where the network and the candidate scoring run: cpu, cuda, cuda:N or auto. "
+                                 "Files are the same format and decode on any device.")
+    return click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+
+
+def model_option(default: str | None = DEFAULT_MODEL, what: str | None = None):
+    what = what or (f"A shipped model's name ({', '.join(MODEL_USES)}; see the README's table) "
+                    f"or a checkpoint folder.")
+    return click.option("--model", "model_name", default=default, show_default=default is not None, help=what)
+
+
+def upto_t_option(what: str):
+    return click.option("--upto-t", type=click.IntRange(min=0, max=1000), default=None, help=what)
+
+
+def max_pixels_option(action: str):
+    return click.option("--max-pixels", default=MAX_PIXELS, show_default=True, type=click.IntRange(min=0),
+                        help=f"Refuse to {action} an image of more pixels than this, before any work (0: no limit). "
+                             f"The default, 4096×4096 (16.8 MP), is for images the network sees in tiles (larger "
+                             f"than 512×512; format 5); one it sees whole may have 1024×1024 under the default.")
+
+
+# The values of ``diffusion.ReverseVariance``, written out so that building the command line
+# does not import torch (a test keeps the two equal).
+VARIANCES = ("fixedlarge", "fixedsmall")
+# ``codec.DEFAULT_MAX_PIXELS``, written out for the same reason (a test keeps the two equal).
+MAX_PIXELS = 4096 * 4096
+SALVAGED = 2  # decode's exit status when --salvage wrote the image of the records before a corrupt one
+
+
 class _Group(click.Group):
     """Turns input errors of any command, and failed writes (standard output included), into one
     line on stderr and exit status 1."""
 
     def invoke(self, ctx: click.Context):
-        from .files import guarded_stdout
+        from .files import guarded_stderr, guarded_stdout
 
-        try:
-            with guarded_stdout():
-                return super().invoke(ctx)
-        except Exception as e:
-            if not _is_input_error(e):
-                raise
-            click.echo(f"error: {e}", err=True)
-            ctx.exit(1)
+        with guarded_stderr():
+            try:
+                with guarded_stdout():
+                    return super().invoke(ctx)
+            except Exception as e:
+                if not _is_input_error(e):
+                    raise
+                click.echo(f"error: {e}", err=True)
+                ctx.exit(1)
 
 
 @click.group(cls=_Group, epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
@@ -100,17 +159,17 @@ Examples:
 @training_data_options
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(), help="Checkpoint folder.")
 @click.option("--steps", default=800_000, show_default=True, type=click.IntRange(min=1), help="Total optimisation steps.")
-@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(min=1))
+@batch_size_option(128)
 @click.option("--lr", default=2e-4, show_default=True, type=click.FloatRange(0, min_open=True))
 @click.option("--warmup", default=5000, show_default=True, type=click.IntRange(min=0), help="Linear learning-rate warm-up steps.")
 @click.option("--grad-clip", default=1.0, show_default=True, type=click.FloatRange(min=0), help="0 disables clipping.")
 @click.option("--ema", "ema_decay", default=0.9999, show_default=True, type=click.FloatRange(0, 1, max_open=True),
               help="EMA decay of the saved weights.")
 @click.option("--dropout", default=None, type=click.FloatRange(0, 1, max_open=True), help="Override the configuration's dropout.")
-@click.option("--seed", default=0, show_default=True)
+@seed_option("Seed of the run's random draws.")
 @click.option("--save-every", default=5000, show_default=True, type=click.IntRange(min=1))
-@click.option("--name", default=None, help="Model name recorded in the checkpoint (default: the folder's name).")
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@name_option()
+@device_option()
 @click.option("--bf16/--no-bf16", default=None, help="bfloat16 autocast of the forward pass. [default: on CUDA only]")
 @click.option("--compile", "compile_mode", default=None, metavar="MODE",
               help="torch.compile the network: none, default, reduce-overhead (adds CUDA graphs), max-autotune, "
@@ -118,18 +177,14 @@ Examples:
 @click.option("--log-every", default=None, type=click.IntRange(min=1),
               help="Steps between reads of the running loss (each waits for the device). [default: 100]")
 @click.option("--resume", is_flag=True, help="Continue the run in --out (its configuration is reused).")
-@click.option("--force", is_flag=True, help="Start afresh even if --out already holds a checkpoint.")
+@force_option("Start afresh even if --out already holds a checkpoint.")
 def train(config_name, init_from, cifar, folder, crop_size, min_scale, folder_weight, out_dir, steps, batch_size, lr,
           warmup, grad_clip, ema_decay, dropout, seed, save_every, name, device, bf16, compile_mode, log_every, resume,
           force):
     """Train an ε-network with L_simple (Algorithm 1)."""
-    import dataclasses
-
-    from .checkpoint import CONFIG_FILE, read_config, resolve_model_path
     from .data import DataConfig
     from .files import check_folder
-    from .train import SpeedConfig, TrainConfig, Trainer, WarmStart
-    from .unet import CONFIGS, UNetConfig
+    from .train import SpeedConfig, TrainConfig, Trainer, WarmStart, new_run_unet, resumed_config
 
     out = Path(out_dir)
     check_folder(out, may_create=True)
@@ -139,85 +194,19 @@ def train(config_name, init_from, cifar, folder, crop_size, min_scale, folder_we
     if resume:
         if init_from is not None:
             raise DiffcodecError("--init-from starts a new run; --resume continues the one in --out")
-        saved = read_config(out).get("meta", {}).get("training", {}).get("config")
-        if saved is None:
-            raise DiffcodecError(f"{out} was not written by diffcodec train; cannot resume")
-        cfg = TrainConfig.from_dict(saved)
-        cfg.steps = steps
-        cfg.speed = dataclasses.replace(cfg.speed, **speed)
+        cfg = resumed_config(out, steps, speed)
     else:
-        if (out / CONFIG_FILE).exists() and not force:
-            raise DiffcodecError(f"{out} already holds a checkpoint; pass --resume to continue or --force to restart")
-        if config_name is not None and config_name not in CONFIGS:
-            raise DiffcodecError(f"unknown configuration {config_name!r} (choose from {', '.join(CONFIGS)})")
-        if config_name is None and init_from is not None:
-            unet = UNetConfig.from_dict(read_config(resolve_model_path(init_from))["unet"])
-        else:
-            unet = CONFIGS[config_name or "ddpm-cifar10"]
-        if dropout is not None:
-            unet = dataclasses.replace(unet, dropout=dropout)
         data = DataConfig(cifar=list(cifar), folders=list(folder), crop_size=crop_size, min_scale=min_scale,
                           folder_weight=folder_weight)
-        cfg = TrainConfig(unet=unet, data=data, steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup,
-                          grad_clip=grad_clip, ema_decay=ema_decay, seed=seed, save_every=save_every,
-                          name=name or out.name, init_from=None if init_from is None else WarmStart(init_from),
-                          speed=SpeedConfig(**speed))
+        cfg = TrainConfig(unet=new_run_unet(out, config_name, init_from, dropout, force), data=data, steps=steps,
+                          batch_size=batch_size, lr=lr, warmup_steps=warmup, grad_clip=grad_clip, ema_decay=ema_decay,
+                          seed=seed, save_every=save_every, name=name or out.name,
+                          init_from=None if init_from is None else WarmStart(init_from), speed=SpeedConfig(**speed))
     trainer = Trainer(cfg, out, device=device, resume=resume)
     trainer.run()
     if trainer.rank == 0:
         start = f", started from {trainer.cfg.init_from.name}" if trainer.cfg.init_from else ""
         click.echo(f"saved {out} after {trainer.step} steps ({trainer.elapsed:.0f} s of training{start})")
-
-
-MODEL_OPTION = click.option("--model", "model_name", default="default", show_default=True,
-                            help="A shipped model's name (cifar10, photo, default; see the README's table) "
-                                 "or a checkpoint folder.")
-ENCODE_MODEL_OPTION = click.option(
-    "--model", "model_name", default=AUTO, show_default=True,
-    help=f"{AUTO}: {CIFAR10} for images of at most {CIFAR10_MAX_SIDE}×{CIFAR10_MAX_SIDE} pixels, {PHOTO} for "
-         f"larger ones (per image). " + "; ".join(f"{n}: {use}" for n, use in MODEL_USES.items())
-         + ". Or a checkpoint folder.")
-DEVICE_OPTION = click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
-CODEC_DEVICE_OPTION = click.option(
-    "--device", default="cpu", show_default=True,
-    help="Where the network and the candidate scoring run: cpu, cuda, cuda:N or auto. Files are the same "
-         "format and decode on any device.")
-
-
-def _codec_device(name: str):
-    from .train import pick_device
-
-    return pick_device(name)
-
-
-# The values of ``diffusion.ReverseVariance``, written out so that building the command line
-# does not import torch (a test keeps the two equal).
-VARIANCES = ("fixedlarge", "fixedsmall")
-# ``codec.DEFAULT_MAX_PIXELS``, written out for the same reason (a test keeps the two equal).
-MAX_PIXELS = 4096 * 4096
-SALVAGED = 2  # decode's exit status when --salvage wrote the image of the records before a corrupt one
-
-
-def _parse_tiling(text: str):
-    """--tile: None for auto, else a ``Tiling`` (SIDE or SIDE:HALO in pixels; 0 = whole)."""
-    from .tiling import Tiling
-
-    if text == "auto":
-        return None
-    try:
-        tiling = Tiling.parse(text)
-    except ValueError:
-        raise DiffcodecError(f"--tile {text}: expected auto, 0, SIDE or SIDE:HALO (pixels, SIDE >= 16)") from None
-    if not tiling.whole and (tiling.tile < 16 or tiling.tile > 65536 or tiling.halo > 65536):
-        raise DiffcodecError(f"--tile {text}: SIDE must be 16 … 65536 pixels and HALO at most 65536")
-    return tiling
-
-
-def max_pixels_option(action: str):
-    return click.option("--max-pixels", default=MAX_PIXELS, show_default=True, type=click.IntRange(min=0),
-                        help=f"Refuse to {action} an image of more pixels than this, before any work (0: no limit). "
-                             f"The default, 4096×4096 (16.8 MP), is for images the network sees in tiles (larger "
-                             f"than 512×512; format 5); one it sees whole may have 1024×1024 under the default.")
 
 
 @main.command(epilog="""
@@ -228,20 +217,20 @@ Examples:
   diffcodec nll my_crops/ --model runs/tiny --batch-size 32
 """)
 @click.argument("data", type=click.Path())
-@MODEL_OPTION
+@model_option()
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N images.")
 @click.option("--json", "json_path", type=click.Path(), default=None, help="Write the split and per-t arrays here.")
-@click.option("--variance", default="fixedlarge", show_default=True, type=click.Choice(VARIANCES + ("optimal",)),
-              help="Reverse variance of the top-level figures (all are always computed; optimal needs the model's error table).")
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@variance_option(VARIANCES + ("optimal",), "Reverse variance of the top-level figures (all are always computed; "
+                 "optimal needs the model's error table).")
+@batch_size_option(64)
 @click.option("--steps-per-call", default=None, type=click.IntRange(min=1),
               help="Timesteps per network call (batch × this many images per call; the terms do not change). "
                    "[default: enough for about 512 images of 32×32 per call]")
 @click.option("--bf16", is_flag=True, help="Run the network under bfloat16 autocast (faster on GPUs, slightly "
               "different ε̂); the bound's arithmetic stays float64.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the x_t draws.")
-@DEVICE_OPTION
-@click.option("--force", is_flag=True, help="Overwrite an existing --json file.")
+@seed_option("Seed of the x_t draws.")
+@device_option()
+@force_option("Overwrite an existing --json file.")
 def nll(data, model_name, limit, json_path, variance, batch_size, steps_per_call, bf16, seed, device, force):
     """Exact variational bound of DATA, split into rate and distortion (bits/dim).
 
@@ -253,61 +242,58 @@ def nll(data, model_name, limit, json_path, variance, batch_size, steps_per_call
     import torch
 
     from .checkpoint import load_model
-    from .data import load_eval_images, find_cifar_dir
+    from .data import find_cifar_dir, load_eval_images
+    from .devices import device_description, pick_device
     from .files import check_writable, write_json
-    from .nll import OPTIMAL, PAPER_CIFAR10, auto_steps_per_call, evaluate_dataset
-    from .train import device_description, pick_device
+    from .nll import OPTIMAL, auto_steps_per_call, evaluate_dataset, nll_document
 
     if json_path:
         check_writable(Path(json_path), force)
     images = load_eval_images(Path(data), limit)
     dev = pick_device(device)
     model = load_model(model_name, dev)
-    f = model.unet_config.downsampling_factor
-    if images.shape[2] % f or images.shape[3] % f:
-        raise DiffcodecError(f"image size {tuple(images.shape[2:])} is not divisible by the model's factor {f}")
-    is_cifar = Path(data).is_dir() and find_cifar_dir(Path(data)) is not None
-    if steps_per_call is None:
-        steps_per_call = auto_steps_per_call(min(batch_size, images.shape[0]), images.shape[2], images.shape[3],
-                                             model.diffusion().num_steps)
+    model.check_size(images.shape[2], images.shape[3], f"image size {tuple(images.shape[2:])}")
     if variance == OPTIMAL and model.error_table is None:
         raise DiffcodecError(f"model {model.name} has no error table for the optimal variances "
                              f"(make one with 'diffcodec variances')")
-    table = model.error_table
+    if steps_per_call is None:
+        steps_per_call = auto_steps_per_call(min(batch_size, images.shape[0]), images.shape[2], images.shape[3],
+                                             model.diffusion().num_steps)
     result = evaluate_dataset(model, images.to(dev), batch_size=batch_size, seed=seed, steps_per_call=steps_per_call,
-                              bf16=bf16, error_table=table, error_margin=True)
-    doc = result.report(variance)
-    if table is not None:
-        margins = [doc["by_variance"].pop(f"{OPTIMAL}{d}")["total_bits_per_dim"] for d in ("-1se", "+1se")]
-        doc["optimal_table"] = {"sha256": table.sha256, "meta": table.meta,
-                                "total_bits_per_dim_at_minus_1se": margins[0],
-                                "total_bits_per_dim_at_plus_1se": margins[1]}
-    doc.update({"model": model.name, "model_sha256": model.weights_sha256, "data": str(data),
-                "data_split": "test" if is_cifar else "files", "seed": seed, "clip_denoised": True,
-                "network_dtype": "bfloat16" if bf16 else "float32", "batch_size": batch_size,
-                "steps_per_call": steps_per_call, "device": device_description(dev), "torch": torch.__version__})
+                              bf16=bf16, error_table=model.error_table, error_margin=True)
+    is_cifar = Path(data).is_dir() and find_cifar_dir(Path(data)) is not None
+    doc = nll_document(result, model, variance, data=str(data), data_split="test" if is_cifar else "files",
+                       seed=seed, network_dtype="bfloat16" if bf16 else "float32", batch_size=batch_size,
+                       steps_per_call=steps_per_call, device=device_description(dev), torch=torch.__version__)
     click.echo(f"model {model.name} ({model.weights_sha256[:12]}), {result.images} images of {data}"
                f"{' (CIFAR-10 test split)' if is_cifar else ''}, {result.dims} dims, T = {model.diffusion().num_steps}")
-    click.echo(f"{'':24}{'rate':>8}{'distortion':>12}{'total':>8}   bits/dim   RMSE x̂0(x1) on [0,255]")
-    rows = [("fixedlarge", "σ² = β  (fixedlarge)"), ("fixedsmall", "σ² = β̃  (fixedsmall)")]
-    rows += [(OPTIMAL, "σ² = σ*² (optimal)")] if table is not None else []
-    for v, label in rows:
-        s = doc["by_variance"][v]
-        width = 24 + sum(1 for c in label if unicodedata.combining(c))  # combining marks take no column
-        click.echo(f"{label:{width}}{s['rate_bits_per_dim']:8.3f}{s['distortion_bits_per_dim']:12.3f}"
-                   f"{s['total_bits_per_dim']:8.3f}              {s['rmse_0_255']:.3f}")
-    if table is not None:
-        o = doc["optimal_table"]
-        spread = max(abs(o[k] - doc["by_variance"][OPTIMAL]["total_bits_per_dim"])
-                     for k in ("total_bits_per_dim_at_minus_1se", "total_bits_per_dim_at_plus_1se"))
-        click.echo(f"  σ*² from error table {table.sha256[:12]} ({table.meta.get('images', '?')} training images); "
-                   f"moving it by one standard error changes the total by at most {spread:.5f} bits/dim")
-    p = PAPER_CIFAR10
-    click.echo(f"{'paper, CIFAR-10 test':24}{p['rate_bits_per_dim']:8.2f}{p['distortion_bits_per_dim']:12.2f}"
-               f"{p['total_bits_per_dim']:8.2f}              {p['rmse_0_255']:.2f}")
+    _print_bound(doc)
     if json_path:
         write_json(Path(json_path), doc, force=True)
         click.echo(f"wrote {json_path}")
+
+
+def _print_bound(doc: dict) -> None:
+    """nll's table: rate, distortion and total under each variance, and the paper's figures."""
+    from .nll import OPTIMAL, PAPER_CIFAR10
+
+    click.echo(f"{'':24}{'rate':>8}{'distortion':>12}{'total':>8}   bits/dim   RMSE x̂0(x1) on [0,255]")
+    table = doc.get("optimal_table")
+    rows = [("fixedlarge", "σ² = β  (fixedlarge)"), ("fixedsmall", "σ² = β̃  (fixedsmall)")]
+    rows += [(OPTIMAL, "σ² = σ*² (optimal)")] if table is not None else []
+    for v, label in rows:
+        r = doc["by_variance"][v]
+        width = 24 + sum(1 for c in label if unicodedata.combining(c))  # combining marks take no column
+        click.echo(f"{label:{width}}{r['rate_bits_per_dim']:8.3f}{r['distortion_bits_per_dim']:12.3f}"
+                   f"{r['total_bits_per_dim']:8.3f}              {r['rmse_0_255']:.3f}")
+    if table is not None:
+        spread = max(abs(table[k] - doc["by_variance"][OPTIMAL]["total_bits_per_dim"])
+                     for k in ("total_bits_per_dim_at_minus_1se", "total_bits_per_dim_at_plus_1se"))
+        click.echo(f"  σ*² from error table {table['sha256'][:12]} ({table['meta'].get('images', '?')} training "
+                   f"images); moving it by one standard error changes the total by at most {spread:.5f} bits/dim")
+    p = PAPER_CIFAR10
+    click.echo(f"{'paper, CIFAR-10 test':24}{p['rate_bits_per_dim']:8.2f}{p['distortion_bits_per_dim']:12.2f}"
+               f"{p['total_bits_per_dim']:8.2f}              {p['rmse_0_255']:.2f}")
 
 
 @main.command(epilog="""
@@ -317,16 +303,16 @@ Examples:
   diffcodec variances --model photo --folder ../shared/data/photos --crop-size 64 --min-scale 0.3
   diffcodec variances --model runs/tiny --cifar DATA --images 256 -o table.json
 """)
-@MODEL_OPTION
+@model_option()
 @training_data_options
 @click.option("--images", default=128, show_default=True, type=click.IntRange(min=2),
               help="Training images drawn (the Monte Carlo sample of every timestep).")
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
-@click.option("--seed", default=0, show_default=True, help="Seed of the image draws and of the x_t draws.")
+@batch_size_option(64)
+@seed_option("Seed of the image draws and of the x_t draws.")
 @click.option("-o", "--out", "out_path", type=click.Path(), default=None,
               help="Table file to write [default: reverse_variances.json in the model's folder].")
-@DEVICE_OPTION
-@click.option("--force", is_flag=True, help="Replace an existing table.")
+@device_option()
+@force_option("Replace an existing table.")
 def variances(model_name, cifar, folder, crop_size, min_scale, folder_weight, images, batch_size, seed, out_path,
               device, force):
     """Estimate a model's optimal reverse variances on a sample of its training data.
@@ -339,24 +325,22 @@ def variances(model_name, cifar, folder, crop_size, min_scale, folder_weight, im
     """
     import torch
 
-    from .checkpoint import load_model, resolve_model_path
+    from .checkpoint import load_model
     from .data import DataConfig
+    from .devices import device_description, pick_device
     from .files import check_writable
+    from .models import resolve_model_path
     from .nll import auto_steps_per_call
-    from .train import device_description, pick_device
     from .variances import TABLE_FILE, estimate
 
     target = Path(out_path) if out_path else resolve_model_path(model_name) / TABLE_FILE
     check_writable(target, force)
     data = DataConfig(cifar=list(cifar), folders=list(folder), crop_size=crop_size, min_scale=min_scale,
                       folder_weight=folder_weight)
-    source = data.build()
-    draws = source.sample(images, torch.Generator().manual_seed(seed))
+    draws = data.build().sample(images, torch.Generator().manual_seed(seed))
     dev = pick_device(device)
     model = load_model(model_name, dev)
-    f = model.unet_config.downsampling_factor
-    if crop_size % f:
-        raise DiffcodecError(f"--crop-size {crop_size} is not divisible by the model's factor {f}")
+    model.check_size(crop_size, crop_size, f"--crop-size {crop_size}")
     per_call = auto_steps_per_call(min(batch_size, images), crop_size, crop_size, 120)
     meta = {"data": data.to_dict(), "device": device_description(dev), "torch": torch.__version__}
     table = estimate(model, draws.to(dev), batch_size=batch_size, seed=seed, steps_per_call=per_call, meta=meta)
@@ -373,33 +357,31 @@ Examples:
   diffcodec sample -o samples.png
   diffcodec sample -n 64 --steps 250 --seed 1 -o grid.png --model runs/tiny
 """)
-@MODEL_OPTION
+@model_option()
 @click.option("-n", "--count", default=16, show_default=True, type=click.IntRange(min=1), help="Number of samples.")
 @click.option("--size", default=32, show_default=True, type=click.IntRange(min=1), help="Side of each sample in pixels.")
 @click.option("--steps", default=None, type=click.IntRange(min=1),
               help="Respace the chain to this many evenly spaced steps (default: all T).")
-@click.option("--variance", default="fixedlarge", show_default=True, type=click.Choice(VARIANCES))
-@click.option("--seed", default=0, show_default=True)
+@variance_option(VARIANCES)
+@seed_option("Seed of the samples' draws.")
 @click.option("-o", "--out", "out_path", required=True, type=click.Path(), help="PNG grid to write.")
-@DEVICE_OPTION
-@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@device_option()
+@force_option("Overwrite an existing output file.")
 def sample(model_name, count, size, steps, variance, seed, out_path, device, force):
     """Draw samples by ancestral sampling (Algorithm 2) and save them as a PNG grid."""
     import torch
 
     from .checkpoint import load_model
     from .data import to_uint8
+    from .devices import pick_device
     from .diffusion import GaussianDiffusion
     from .files import check_writable, write_png
     from .sampling import image_grid, sample as draw
-    from .train import pick_device
 
     check_writable(Path(out_path), force)
     dev = pick_device(device)
     model = load_model(model_name, dev)
-    f = model.unet_config.downsampling_factor
-    if size % f:
-        raise DiffcodecError(f"--size {size} is not divisible by the model's factor {f}")
+    model.check_size(size, size, f"--size {size}")
     schedule = model.schedule_config.build()
     if steps is not None:
         if steps > len(schedule):
@@ -420,8 +402,8 @@ Examples:
 """)
 @click.argument("source", type=click.Path())
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(), help="Checkpoint folder to write.")
-@click.option("--name", default=None, help="Model name recorded in the checkpoint (default: the folder's name).")
-@click.option("--force", is_flag=True, help="Replace an existing checkpoint in --out.")
+@name_option()
+@force_option("Replace an existing checkpoint in --out.")
 def convert(source, out_dir, name, force):
     """Convert a diffusers UNet2DModel folder (e.g. google/ddpm-cifar10-32) to a diffcodec checkpoint.
 
@@ -429,7 +411,8 @@ def convert(source, out_dir, name, force):
     The schedule is read from the pipeline's scheduler/scheduler_config.json when present
     (only the linear β schedule converts), otherwise the paper's is assumed.
     """
-    from .checkpoint import CONFIG_FILE, save_checkpoint
+    from .checkpoint import save_checkpoint
+    from .checkpoint_config import CONFIG_FILE
     from .convert import load_diffusers_folder, schedule_from_diffusers
     from .files import check_folder
 
@@ -445,20 +428,6 @@ def convert(source, out_dir, name, force):
 
 
 # ---- the codec -------------------------------------------------------------------------------
-
-def _load_for_file(model_name, header, device="cpu"):
-    """The model a file names by hash: --model if given (checked), else a shipped one that matches."""
-    from .checkpoint import load_model
-    from .codec import CodecError, check_model
-    from .model_choice import shipped_model_for_hash
-
-    name = model_name if model_name is not None else shipped_model_for_hash(header.model_hash)
-    if name is not None:
-        model = load_model(name, device)
-        check_model(header, model)
-        return model
-    raise CodecError(f"no shipped model has hash {header.model_hash.hex()}…; pass --model with the file's model")
-
 
 def _read_ddc(file: str, salvage: bool = False):
     """(name, bytes, header, description) of a .ddc argument (``-``: standard input); every
@@ -574,9 +543,10 @@ Examples:
 @click.argument("images", nargs=-1, required=True, type=click.Path(allow_dash=True))
 @click.option("-o", "--out", "out_path", required=True, type=click.Path(allow_dash=True),
               help="The .ddc file to write ('-': standard output), or a folder (existing, or ending in '/').")
-@ENCODE_MODEL_OPTION
-@click.option("--upto-t", type=click.IntRange(min=0, max=1000), default=None,
-              help="Stop once the chain reaches this timestep (0: lossless).")
+@model_option(AUTO, f"{AUTO}: {CIFAR10} for images of at most {CIFAR10_MAX_SIDE}×{CIFAR10_MAX_SIDE} pixels, {PHOTO} "
+                    f"for larger ones (per image). " + "; ".join(f"{n}: {use}" for n, use in MODEL_USES.items())
+                    + ". Or a checkpoint folder.")
+@upto_t_option("Stop once the chain reaches this timestep (0: lossless).")
 @click.option("--bpp", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Largest file within this many bits per pixel (headers included); the last step ends "
               "where the budget is spent (format version 6).")
@@ -609,10 +579,10 @@ Examples:
               help="How the network sees the image: in tiles of about SIDE pixels, each with HALO pixels of "
                    "context (memory and time linear in the pixels; format 5), or 0: whole. auto: whole up to "
                    "512×512 pixels, else 384:16.")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**64 - 1), help="Shared-randomness seed.")
+@seed_option("Shared-randomness seed.", type=click.IntRange(0, 2**64 - 1))
 @max_pixels_option("encode")
-@CODEC_DEVICE_OPTION
-@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@device_option(codec=True)
+@force_option("Overwrite existing output files.")
 def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path, t_stop, groups, log2_candidates,
            chunk_bits, selection, records, tile, seed, max_pixels, device, force):
     """Compress IMAGES (PNG, JPEG, …; any size) into .ddc files.
@@ -637,124 +607,197 @@ def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path
     --lossless (at the cost of a second encode). A --bpp budget stops coding in the first record
     that cannot fit; when even the first record exceeds it, that file is written with a warning.
 
-    \b
-    Time on 2 idle CPU cores (the shipped model, default settings; the estimates of
-    diffcodec/codec/cost.py, which the README's table lists):
-      full rate: 32×32 about 11 s, 64×64 50 s, 128×128 90 s, 256×256 5 min, 512×512 19 min
-      (above 128×128 mostly the float64 replay of the lossless record);
-      --bpp 0.5: 256×256 up to 90 s, 768×512 up to 9 min, 1152×864 up to 23 min,
-      4032×3024 (12 MP) up to 4.7 h (images above 512×512 in tiles: see --tile).
-    Encodes estimated at over a minute print their estimate first.
+    Time grows with the pixels, the candidates (--candidates) and the coded steps; the
+    README's "Image sizes" table gives it for 2 idle CPU cores. Encodes estimated at over a
+    minute print their estimate first.
     """
-    from tqdm import tqdm
+    from .codec import choose_stop
+    from .files import STDIO, check_writable, describe_source, make_folder, write_json
 
-    from bitstream.container import RecordLayout
-    from .checkpoint import load_model
-    from .codec import DEFAULT_STOP, CodecConfig, Stop, check_pixels, compress
-    from .codec.chain import padded_size
-    from .codec.encoder import tiling_for
-    from .files import (STDIO, check_writable, describe_source, describe_target, make_folder, read_input, write_json,
-                        write_output)
-    from .images import load_image, read_image
-    from .model_choice import resolve_model_name, size_warning
-
-    chosen = [name for name, v in (("--upto-t", upto_t), ("--bpp", bpp), ("--psnr", psnr)) if v is not None]
-    chosen += ["--lossless"] if lossless else []
-    if len(chosen) > 1:
-        raise DiffcodecError(f"choose one of {', '.join(chosen)}")
-    if chunk_bits is not None and abs(round(chunk_bits * 4) - chunk_bits * 4) > 1e-9:
-        raise DiffcodecError("--chunk-bits must be a multiple of 0.25")
-    from bitstream.selection import SelectionRule
-    try:
-        rule = SelectionRule.parse(selection)
-    except ValueError as e:
-        raise DiffcodecError(f"--selection: {e}") from None
-    tiling = _parse_tiling(tile)
-    device = _codec_device(device)
+    stop = choose_stop(upto_t, bpp, psnr, lossless, spell=lambda field: "--" + field.replace("_", "-"))
+    config = _codec_config(t_stop, groups, log2_candidates, chunk_bits, selection, records, tile, seed)
+    device = _pick_device(device)
     jobs = _encode_jobs(images, out_path, force)
     if stats_path and len(jobs) > 1:
         raise DiffcodecError("--stats takes a single image")
     if stats_path:
         check_writable(Path(stats_path), force)
-    stdin = read_input(STDIO) if jobs[0][0] == STDIO else None
-
-    limit = max_pixels or None
-
-    def load(source: str):
-        loaded = read_image(stdin, "standard input") if source == STDIO else load_image(Path(source))
-        try:  # the size alone, before a model is picked and loaded
-            check_pixels(loaded.image.width, loaded.image.height, limit, "encoding")
-        except DiffcodecError as e:
-            raise DiffcodecError(f"{describe_source(source)}: {e}") from None
-        return loaded
-
-    first = load(jobs[0][0])
-    sizes = [(first.image.width, first.image.height)]
-    for source, _ in jobs[1:]:  # every input is read before any work, so a bad one writes nothing
-        other = load(source).image
-        sizes.append((other.width, other.height))
-    say = functools.partial(click.echo, err=out_path == STDIO)  # standard output carries the file then
-    chosen_models = [resolve_model_name(model_name, w, h) for w, h in sizes]  # auto picks per image
-    models = {name: load_model(name, device) for name in dict.fromkeys(chosen_models)}  # before any work too
-    for (source, _), (w, h), chosen in zip(jobs, sizes, chosen_models):  # the size as the network pads it
-        try:
-            f = models[chosen].unet_config.downsampling_factor
-            whole = tiling_for(CodecConfig(tiling=tiling), padded_size(h, w, f)).whole
-            check_pixels(w, h, limit, "encoding", f, whole=whole)
-        except DiffcodecError as e:
-            raise DiffcodecError(f"{describe_source(source)}: {e}") from None
-    stop = Stop(upto_t=upto_t, bpp=bpp, psnr=psnr) if chosen and not lossless else (Stop() if lossless else DEFAULT_STOP)
-    layout = {"auto": None, "coarse": RecordLayout.COARSE, "every-step": RecordLayout.EVERY_STEP}[records]
-    config = CodecConfig(t_stop=t_stop, groups=groups, log2_candidates=log2_candidates, chunk_bits=chunk_bits,
-                         layout=layout, seed=seed, selection=rule, tiling=tiling)
+    inputs = _EncodeInputs(jobs, max_pixels or None)
+    models = inputs.models(model_name, config, device)
     if len(jobs) > 1 or jobs[0][1] != out_path:
         make_folder(Path(out_path))
+    say = functools.partial(click.echo, err=out_path == STDIO)  # standard output carries the file then
     for i, (source, target) in enumerate(jobs):
-        loaded = first if i == 0 else load(source)
-        name = describe_source(source)
-        for note in loaded.notes:
-            click.echo(f"note: {name}: {note}", err=True)
-        img = loaded.image
-        model = models[chosen_models[i]]
-        warning = size_warning(model.weights_sha256, img.width, img.height)
-        if warning:
-            click.echo(f"warning: {name}: {warning}", err=True)
-        _say_estimate(name, model, img, config, stop)
-        desc = "encode" if len(jobs) == 1 else f"encode {i + 1}/{len(jobs)}"
-        total = _encode_steps(model, config, stop, img.width * img.height)
-        with tqdm(desc=desc, total=total, unit="step", dynamic_ncols=True) as bar:
-            def progress(done, total):
-                bar.total = total
-                bar.update(done - bar.n)
-            result = compress(img, model, config, stop, progress, max_pixels=limit)
-            if bar.n < bar.total:  # a lossy stop ends early: the bar's total becomes the steps it coded
-                bar.total = bar.n
-                bar.refresh()
-        write_output(target, result.data)
-        st = result.stats
-        last = st["records"][-1] if st["records"] else {"t": 1000, "psnr_mean": float("nan")}
-        if last["t"] != 0:
-            reached = f"t = {last['t']}, mean reconstruction {last['psnr_mean']:.2f} dB"
-        elif loaded.exact:
-            reached = "lossless"
-        else:
-            reached = "lossless for the 8-bit image coded, not for the input's samples (see the note)"
-        if "full_rate_retry" in st:
-            kept = "the full-rate one" if st["full_rate_retry"]["kept"] == "full_rate" else \
-                f"the one coded down to t = {st['config']['t_stop']}"
-            click.echo(f"note: {name}: no lossy prefix met the target; the full-rate file (as --lossless writes it) "
-                       f"was encoded too, and the smaller file within the target is written ({kept})", err=True)
-        if not st["target"]["met"]:
-            click.echo(f"warning: {name}: --bpp {bpp:g} is not met: the smallest file this encoder writes (header "
-                       f"and first record) is {st['bpp']:.3f} bpp", err=True)
-        say(f"wrote {describe_target(target)}: {st['file_bytes']} bytes, {st['bpp']:.3f} bpp "
-            f"({img.width}×{img.height}, {st['record_count']} records), {reached}")
+        loaded, model = inputs.image(i), models[i]
+        result = _encode_one(describe_source(source), loaded, model, config, stop, target,
+                             "encode" if len(jobs) == 1 else f"encode {i + 1}/{len(jobs)}", inputs.limit)
+        say(_encoded_summary(target, result.stats, loaded))
         if stats_path:
-            st["image"] = name
-            st["model"] = model.name
-            st["model_sha256"] = model.weights_sha256
-            write_json(Path(stats_path), st, force=True)
+            doc = result.stats.to_dict() | {"image": describe_source(source), "model": model.name,
+                                            "model_sha256": model.weights_sha256}
+            write_json(Path(stats_path), doc, force=True)
             say(f"wrote {stats_path}")
+
+
+def _pick_device(name: str):
+    from .devices import pick_device
+
+    return pick_device(name)
+
+
+def _codec_config(t_stop, groups, log2_candidates, chunk_bits, selection, records, tile, seed):
+    """encode's options as a ``CodecConfig`` (each checked, with the option named in the error)."""
+    from bitstream.container import RecordLayout
+    from bitstream.selection import SelectionRule
+    from .codec import CodecConfig
+    from .tiling import Tiling
+
+    try:
+        rule = SelectionRule.parse(selection)
+    except ValueError as e:
+        raise DiffcodecError(f"--selection: {e}") from None
+    try:
+        tiling = None if tile == "auto" else Tiling.parse(tile)
+    except ValueError as e:
+        raise DiffcodecError(f"--tile {tile}: {e}") from None
+    layout = {"auto": None, "coarse": RecordLayout.COARSE, "every-step": RecordLayout.EVERY_STEP}[records]
+    return CodecConfig(t_stop=t_stop, groups=groups, log2_candidates=log2_candidates, chunk_bits=chunk_bits,
+                       layout=layout, seed=seed, selection=rule, tiling=tiling)  # checks chunk_bits
+
+
+class _EncodeInputs:
+    """encode's images: every one read and checked against the pixel limit before any work (so
+    that a bad one writes nothing), then read again one at a time as it is coded (the first is
+    kept: standard input cannot be read twice)."""
+
+    def __init__(self, jobs: list[tuple[str, str]], limit: int | None):
+        from .files import STDIO, read_input
+
+        self.jobs, self.limit = jobs, limit
+        self.stdin = read_input(STDIO) if jobs[0][0] == STDIO else None
+        self.first = self._load(jobs[0][0])
+        self.sizes = [(self.first.image.width, self.first.image.height)]
+        self.sizes += [(im.width, im.height) for im in (self._load(src).image for src, _ in jobs[1:])]
+
+    def _load(self, source: str):
+        from .codec import check_pixels
+        from .files import STDIO
+        from .images import load_image, read_image
+
+        loaded = read_image(self.stdin, "standard input") if source == STDIO else load_image(Path(source))
+        with _naming(source):  # the size alone, before a model is picked and loaded
+            check_pixels(loaded.image.width, loaded.image.height, self.limit, "encoding")
+        return loaded
+
+    def image(self, i: int):
+        return self.first if i == 0 else self._load(self.jobs[i][0])
+
+    def models(self, model_name: str, config, device) -> list:
+        """The model of each image (``auto`` picks by size), each loaded once, and every image
+        checked against the limit as that model's network sees it (whole or in tiles)."""
+        from .checkpoint import load_model
+        from .codec import check_pixels
+        from .codec.chain import padded_size
+        from .codec.config import tiling_for
+        from .models import resolve_model_name
+
+        names = [resolve_model_name(model_name, w, h) for w, h in self.sizes]
+        loaded = {name: load_model(name, device) for name in dict.fromkeys(names)}
+        for (source, _), (w, h), name in zip(self.jobs, self.sizes, names):
+            f = loaded[name].unet_config.downsampling_factor
+            with _naming(source):
+                check_pixels(w, h, self.limit, "encoding", f, whole=tiling_for(config, padded_size(h, w, f)).whole)
+        return [loaded[name] for name in names]
+
+
+@contextlib.contextmanager
+def _naming(source: str):
+    """Prefixes an input's name to a DiffcodecError raised inside the block."""
+    from .files import describe_source
+
+    try:
+        yield
+    except DiffcodecError as e:
+        raise DiffcodecError(f"{describe_source(source)}: {e}") from None
+
+
+def _encode_one(name: str, loaded, model, config, stop, target: str, desc: str, limit: int | None):
+    """One image coded and written to ``target``, with its notes, warnings and progress bar."""
+    from .codec import compress
+    from .files import write_output
+    from .models import size_warning
+
+    for note in loaded.notes:
+        click.echo(f"note: {name}: {note}", err=True)
+    img = loaded.image
+    warning = size_warning(model.weights_sha256, img.width, img.height)
+    if warning:
+        click.echo(f"warning: {name}: {warning}", err=True)
+    _say_estimate(name, model, img, config, stop)
+    with _Progress(desc, _encode_steps(model, config, stop, img.width * img.height)) as progress:
+        result = compress(img, model, config, stop, progress, max_pixels=limit)
+    write_output(target, result.data)
+    st = result.stats
+    if st.full_rate_retry is not None:
+        kept = "the full-rate one" if st.full_rate_retry.kept == "full_rate" else \
+            f"the one coded down to t = {st.config.t_stop}"
+        click.echo(f"note: {name}: no lossy prefix met the target; the full-rate file (as --lossless writes it) "
+                   f"was encoded too, and the smaller file within the target is written ({kept})", err=True)
+    if not st.target.met:
+        click.echo(f"warning: {name}: --bpp {stop.bpp:g} is not met: the smallest file this encoder writes (header "
+                   f"and first record) is {st.bpp:.3f} bpp", err=True)
+    return result
+
+
+def _encoded_summary(target: str, st, loaded) -> str:
+    """encode's line for one written file."""
+    from .files import describe_target
+
+    last = st.last_record
+    if last is not None and last.t != 0:
+        reached = f"t = {last.t}, mean reconstruction {last.psnr_mean:.2f} dB"
+    elif last is None:
+        reached = "t = 1000, mean reconstruction nan dB"
+    elif loaded.exact:
+        reached = "lossless"
+    else:
+        reached = "lossless for the 8-bit image coded, not for the input's samples (see the note)"
+    img = loaded.image
+    return (f"wrote {describe_target(target)}: {st.file_bytes} bytes, {st.bpp:.3f} bpp "
+            f"({img.width}×{img.height}, {st.record_count} records), {reached}")
+
+
+class _Progress:
+    """A progress bar for the codec's ``progress(done, total)`` calls: opened at once when the
+    total is known, else at the first call; a coder that ends early shrinks the total to the
+    steps done."""
+
+    def __init__(self, desc: str, total: int | None = None):
+        self.desc, self.bar = desc, None
+        if total is not None:
+            self._open(total)
+
+    def _open(self, total: int) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(desc=self.desc, total=total, unit="step", dynamic_ncols=True)
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self._open(total)
+        self.bar.total = total
+        self.bar.update(done - self.bar.n)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, trace):
+        if self.bar is not None:
+            if error is None and self.bar.n < self.bar.total:
+                self.bar.total = self.bar.n
+                self.bar.refresh()
+            self.bar.close()
+        return False
 
 
 @main.command(epilog="""
@@ -768,24 +811,22 @@ Examples:
 @click.argument("file", type=click.Path(allow_dash=True))
 @click.option("-o", "--out", "out_path", required=True, type=click.Path(allow_dash=True),
               help="PNG to write ('-': standard output).")
-@click.option("--upto-t", type=click.IntRange(min=0, max=1000), default=None,
-              help="Decode only up to the first record at or below this timestep.")
+@upto_t_option("Decode only up to the first record at or below this timestep.")
 @click.option("--reconstruct", "how", type=click.Choice(["mean", "flow", "ancestral"]), default="mean",
               show_default=True, help="How a lossy prefix becomes an image: x̂_0, probability flow, or a sample.")
 @click.option("--steps", default=50, show_default=True, type=click.IntRange(min=1),
               help="Network passes for flow and ancestral reconstructions.")
 @click.option("--frames", "frames_dir", type=click.Path(), default=None,
               help="Folder for the image after every record and an animation.")
-@click.option("--model", "model_name", default=None,
-              help="Model name or folder (default: the shipped model the file names).")
+@model_option(None, "Model name or folder (default: the shipped model the file names).")
 @click.option("--accept-mismatch", is_flag=True,
               help="Write the image even if the lossless record does not reproduce the encoder's pixels.")
 @click.option("--salvage", is_flag=True,
               help="When a record is corrupt, write the image of the intact records before it (with a warning "
                    f"and exit status {SALVAGED}) instead of stopping with an error.")
 @max_pixels_option("decode")
-@CODEC_DEVICE_OPTION
-@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@device_option(codec=True)
+@force_option("Overwrite existing output files.")
 def decode(file, out_path, upto_t, how, steps, frames_dir, model_name, accept_mismatch, salvage, max_pixels, device,
            force):
     """Decode a .ddc FILE (or any prefix of it) to a PNG.
@@ -797,72 +838,67 @@ def decode(file, out_path, upto_t, how, steps, frames_dir, model_name, accept_mi
     Exit status: 0 the image was written; 1 an error, nothing written;
     2 --salvage wrote the image of the intact records before a corrupt one.
     """
-    from tqdm import tqdm
-
-    from .codec import check_pixels, damage_warnings, decompress
-    from .files import STDIO, check_folder, check_output, describe_target, write_output
+    from .codec import check_pixels, damage_warnings, decompress, model_for_file
+    from .files import STDIO, OutputSet, check_output, describe_target
     from .reconstruct import Reconstruction
 
     check_output(out_path, force)
     if frames_dir:
-        frames = Path(frames_dir)
-        if frames.exists() and not frames.is_dir():
-            raise DiffcodecError(f"--frames {frames} is a file, not a folder")
-        if frames.is_dir() and any(frames.iterdir()) and not force:
-            raise DiffcodecError(f"{frames} is not empty; pass --force to write into it")
-        check_folder(frames, may_create=True)
+        _check_frames_folder(Path(frames_dir), force)
     name, data, header, _ = _read_ddc(file, salvage)
-    model = _load_for_file(model_name, header, _codec_device(device))
-    try:  # from the header, before any work
+    model = model_for_file(header, model_name, _pick_device(device))
+    with _naming(file):  # from the header, before any work
         check_pixels(header.width, header.height, max_pixels or None, "decoding", model.unet_config.downsampling_factor,
                      whole=header.tile == 0)
-    except DiffcodecError as e:
-        raise DiffcodecError(f"{name}: {e}") from None
-    say = functools.partial(click.echo, err=out_path == STDIO)
-    bars = []  # opened at the decoder's first call, which gives the total
-
-    def progress(done, total):
-        if not bars:
-            bars.append(tqdm(desc="decode", total=total, unit="step", dynamic_ncols=True))
-        bars[0].total = total
-        bars[0].update(done - bars[0].n)
-    try:
+    with _Progress("decode") as progress:
         out = decompress(data, model, upto_t, Reconstruction(how), steps=steps, frames=bool(frames_dir),
                          progress=progress, max_pixels=max_pixels or None, salvage=salvage)
-    finally:
-        for bar in bars:
-            bar.close()
     for warning in damage_warnings(out, name, accept_mismatch, "nothing written; --accept-mismatch writes the "
                                                                "image anyway"):
         click.echo(f"warning: {warning}", err=True)
-    write_output(out_path, out.image.png_bytes())
+    frames = _frame_files(out.frames) if frames_dir else []
+    with OutputSet() as outputs:  # the image and its frames appear together, or none of them
+        outputs.add(out_path, out.image.png_bytes())
+        if frames_dir:
+            outputs.folder(Path(frames_dir))
+            for frame, data in frames:
+                outputs.add(Path(frames_dir) / frame, data)
     if out.t == 0:
         what = "lossless" if out.exact else "all records, NOT the encoded image"
     else:
         what = f"t = {out.t}, {how} reconstruction"
+    say = functools.partial(click.echo, err=out_path == STDIO)
     say(f"wrote {describe_target(out_path)} ({what}, {out.records_used} records)")
     if frames_dir:
-        _write_frames(Path(frames_dir), out.frames, say)
+        say(f"wrote {len(frames) - 1 if frames else 0} frames and animation.gif to {frames_dir}")
     if out.damage is not None:
         click.get_current_context().exit(SALVAGED)
 
 
-def _write_frames(folder: Path, frames, say) -> None:
-    from .files import make_folder, write_file
+def _check_frames_folder(frames: Path, force: bool) -> None:
+    """--frames: a folder (made if missing) that is empty, or may be written into with --force."""
+    from .files import check_folder
 
-    make_folder(folder)
-    images = []
-    for i, (t, image) in enumerate(frames):
-        write_file(folder / f"frame_{i:03d}_t{t:04d}.png", image.png_bytes(), force=True)
-        images.append(image.to_pil().convert("RGB"))
-    if images:
-        import io
-        buf = io.BytesIO()
-        scale = max(1, 256 // max(images[0].size))
-        big = [im.resize((im.width * scale, im.height * scale), 0) for im in images]
-        big[0].save(buf, format="GIF", save_all=True, append_images=big[1:], duration=400, loop=0)
-        write_file(folder / "animation.gif", buf.getvalue(), force=True)
-    say(f"wrote {len(images)} frames and animation.gif to {folder}")
+    if frames.exists() and not frames.is_dir():
+        raise DiffcodecError(f"--frames {frames} is a file, not a folder")
+    if frames.is_dir() and any(frames.iterdir()) and not force:
+        raise DiffcodecError(f"{frames} is not empty; pass --force to write into it")
+    check_folder(frames, may_create=True)
+
+
+def _frame_files(frames) -> list[tuple[str, bytes]]:
+    """--frames: (file name, bytes) of the image after every record, then an animation of them."""
+    import io
+
+    files = [(f"frame_{i:03d}_t{t:04d}.png", image.png_bytes()) for i, (t, image) in enumerate(frames)]
+    images = [image.to_pil().convert("RGB") for _, image in frames]
+    if not images:
+        return []
+    buf = io.BytesIO()
+    scale = max(1, 256 // max(images[0].size))
+    big = [im.resize((im.width * scale, im.height * scale), 0) for im in images]
+    big[0].save(buf, format="GIF", save_all=True, append_images=big[1:], duration=400, loop=0)
+    return files + [("animation.gif", buf.getvalue())]
 
 
 @main.command(epilog="""

@@ -20,3 +20,8 @@ class OutputError(DiffcodecError):
 
 class StdoutError(OutputError):
     """Standard output cannot be written (a full disk, a closed pipe)."""
+
+
+class OptionError(DiffcodecError, ValueError):
+    """Settings that contradict each other or are out of range (a ValueError too, as the API's
+    callers expect of bad arguments)."""

@@ -100,26 +100,85 @@ def check_folder(folder: Path, may_create: bool = False) -> None:
 
 def write_output(arg: str, data: bytes, force: bool = True) -> None:
     """Write ``data`` to the file ``arg`` (:func:`write_file`) or to standard output for ``-``."""
-    if arg == STDIO:
-        out = sys.stdout.buffer
-        try:
-            out.write(data)
-            out.flush()
-        except OSError as e:
-            raise _cannot_write("standard output", e, StdoutError) from None
-    else:
-        write_file(Path(arg), data, force)
+    with OutputSet(force) as outputs:
+        outputs.add(arg, data)
 
 
 def write_file(path: Path, data: bytes, force: bool = True) -> Path:
     """Write ``data`` to ``path`` as the module docstring says (checked by :func:`check_writable`)."""
-    path = check_writable(Path(path), force)
-    mode = _mode(path)
-    if mode is not None and _in_place(mode):
-        _write_in_place(path, data)
-    else:
-        _write_atomically(_target(path), data, path)
-    return path
+    with OutputSet(force) as outputs:
+        return outputs.add(Path(path), data)
+
+
+class OutputSet:
+    """Outputs written all or none: a checkpoint's weights and config, decode's image and its
+    frames. Each regular file is staged in a temporary file beside its target as it is added;
+    on leaving the block without an error every staged file is renamed over its target (a rename
+    needs no space), and devices, FIFOs and standard output are written, in the order added. An
+    error before then removes what was staged and the folders the set made, so that no existing
+    output is touched and nothing partial is left.
+
+        >>> with OutputSet() as outputs:                         # doctest: +SKIP
+        ...     outputs.add(folder / "model.safetensors", weights)
+        ...     outputs.add(folder / "config.json", config)       # both appear, or neither
+    """
+
+    def __init__(self, force: bool = True):
+        self.force = force
+        self._staged: list[tuple[str | Path, str | None, Path | bytes]] = []  # (name, temporary, target or data)
+        self._folders: list[Path] = []  # made by this set, outermost first
+
+    def folder(self, path: Path) -> Path:
+        """An output folder, made (with its parents) if missing, and removed again on failure."""
+        path = Path(path)
+        missing = [p for p in (path, *path.parents) if not p.exists()]
+        make_folder(path)
+        self._folders += reversed(missing)
+        return path
+
+    def add(self, arg: str | Path, data: bytes) -> str | Path:
+        """Stage ``data`` for the file ``arg`` (``-``: standard output), checked as
+        :func:`check_writable` checks it."""
+        if arg == STDIO:
+            self._staged.append((STDIO, None, data))
+            return arg
+        path = check_writable(Path(arg), self.force)
+        mode = _mode(path)
+        if mode is not None and _in_place(mode):
+            self._staged.append((path, None, data))
+        else:
+            target = _target(path)
+            self._staged.append((path, _stage(target, data, path), target))
+        return path
+
+    def __enter__(self) -> "OutputSet":
+        return self
+
+    def __exit__(self, kind, error, trace) -> bool:
+        if error is not None:
+            self._discard()
+            return False
+        try:
+            for name, tmp, where in self._staged:
+                if tmp is not None:
+                    _replace(tmp, where, name)
+                elif name == STDIO:
+                    _write_stdout(where)
+                else:
+                    _write_in_place(name, where)
+        except BaseException:
+            self._discard()
+            raise
+        return False
+
+    def _discard(self) -> None:
+        for _, tmp, _ in self._staged:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+        for folder in reversed(self._folders):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty: nothing of anyone else's goes
 
 
 def make_folder(path: Path) -> Path:
@@ -170,6 +229,51 @@ def guarded_stdout():
         raise
     finally:
         sys.stdout = stream
+
+
+class _QuietStream:
+    """A text stream for messages: once a write fails (a full disk, a closed pipe) the rest of its
+    writes go to the null device (see :func:`guarded_stderr`)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.failed = False
+
+    def write(self, text):
+        if not self.failed:
+            try:
+                return self._stream.write(text)
+            except OSError:
+                self._fail()
+        return len(text)
+
+    def flush(self):
+        if not self.failed:
+            try:
+                self._stream.flush()
+            except OSError:
+                self._fail()
+
+    def _fail(self) -> None:
+        self.failed = True
+        _discard(self._stream)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def guarded_stderr():
+    """While a command runs, standard error that cannot be written (``2>/dev/full``) loses its
+    messages and progress bars, not the command: the work and its outputs go on, and the exit
+    status still says whether it succeeded."""
+    stream = sys.stderr
+    sys.stderr = _QuietStream(stream)
+    try:
+        yield
+        sys.stderr.flush()
+    finally:
+        sys.stderr = stream
 
 
 def _discard(stream) -> None:
@@ -232,15 +336,24 @@ def _write_in_place(path: Path, data: bytes) -> None:
         raise _cannot_write(path, e) from None
 
 
-def _write_atomically(target: Path, data: bytes, name: Path) -> None:
-    """Through a temporary file beside ``target``, renamed over it; messages say ``name``."""
+def _write_stdout(data: bytes) -> None:
+    out = sys.stdout.buffer
+    try:
+        out.write(data)
+        out.flush()
+    except OSError as e:
+        raise _cannot_write("standard output", e, StdoutError) from None
+
+
+def _stage(target: Path, data: bytes, name: Path) -> str:
+    """``data`` in a temporary file beside ``target`` (its path returned); messages say ``name``."""
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
+        return tmp
     except BaseException as e:
         if tmp is not None:
             with contextlib.suppress(OSError):
@@ -248,6 +361,13 @@ def _write_atomically(target: Path, data: bytes, name: Path) -> None:
         if isinstance(e, OSError):
             raise _cannot_write(name, e) from None
         raise
+
+
+def _replace(tmp: str, target: Path, name: Path) -> None:
+    try:
+        os.replace(tmp, target)
+    except OSError as e:
+        raise _cannot_write(name, e) from None
 
 
 def png_bytes(image: torch.Tensor) -> bytes:

@@ -95,6 +95,21 @@ class DatasetBound:
         return doc
 
 
+def nll_document(result: DatasetBound, model: Model, variance: str, **facts) -> dict:
+    """The JSON document of ``diffcodec nll`` and of the reports' stored bounds: the bound under
+    ``variance`` at top level (:meth:`DatasetBound.report`), the model's error table (with the
+    totals at ±1 standard error when they were evaluated), the model, and ``facts`` of the run."""
+    doc = result.report(variance)
+    table = model.error_table
+    if table is not None:
+        doc["optimal_table"] = {"sha256": table.sha256, "meta": table.meta}
+        margins = [doc["by_variance"].pop(f"{OPTIMAL}{d}", None) for d in ("-1se", "+1se")]
+        if all(m is not None for m in margins):
+            doc["optimal_table"] |= {"total_bits_per_dim_at_minus_1se": margins[0]["total_bits_per_dim"],
+                                     "total_bits_per_dim_at_plus_1se": margins[1]["total_bits_per_dim"]}
+    return doc | {"model": model.name, "model_sha256": model.weights_sha256, "clip_denoised": True} | facts
+
+
 def network_function(model: Model, bf16: bool = False):
     """The model's ε-predictor, under bfloat16 autocast on its device if ``bf16``."""
     if not bf16:

@@ -113,13 +113,12 @@ class DdcImageFile(ImageFile.ImageFile):
 
     def _decode(self) -> bytes:
         from . import codec
-        from .api import _model_for_file
         from .errors import DiffcodecError
 
         data = self._file_bytes()
         try:
-            out = codec.decompress(data, _model_for_file(data, self.model, self.device), self.upto_t,
-                                   max_pixels=_max_pixels())
+            out = codec.decompress(data, codec.model_for_file(codec.read_header(data), self.model, self.device),
+                                   self.upto_t, max_pixels=_max_pixels())
         except codec.ImageTooLarge as e:
             raise Image.DecompressionBombError(str(e)) from None
         except DiffcodecError as e:
@@ -133,11 +132,13 @@ class DdcImageFile(ImageFile.ImageFile):
 def _save(im: Image.Image, fp, filename) -> None:
     """Encode ``im`` with the save call's codec arguments (``SAVE_ARGUMENTS``)."""
     from .api import compress
-    from .errors import DiffcodecError
+    from .errors import DiffcodecError, OptionError
 
     options = {name: im.encoderinfo[name] for name in SAVE_ARGUMENTS if name in im.encoderinfo}
     try:
         data = compress(im, **options)
+    except OptionError:
+        raise  # bad save arguments: a ValueError, as Pillow's own plugins give
     except DiffcodecError as e:
         raise OSError(str(e)) from None
     fp.write(data)

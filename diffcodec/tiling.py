@@ -44,9 +44,16 @@ class Tiling:
 
     @classmethod
     def parse(cls, text: str) -> "Tiling":
-        """``SIDE`` or ``SIDE:HALO`` in pixels (``0``: the whole image); ValueError otherwise."""
+        """``SIDE`` or ``SIDE:HALO`` in pixels (``0``: the whole image; else SIDE 16 … 65536 and
+        HALO at most 65536); ValueError with a message for the user otherwise."""
         side, _, halo = text.partition(":")
-        return cls(int(side), int(halo or 0))
+        try:
+            tiling = cls(int(side), int(halo or 0))
+        except ValueError:
+            raise ValueError("expected auto, 0, SIDE or SIDE:HALO (pixels, SIDE >= 16)") from None
+        if not tiling.whole and (tiling.tile < 16 or tiling.tile > 65536 or tiling.halo > 65536):
+            raise ValueError("SIDE must be 16 … 65536 pixels and HALO at most 65536")
+        return tiling
 
 
 WHOLE = Tiling()

@@ -24,10 +24,13 @@ import torch.distributed as dist
 from safetensors.torch import load_file
 from tqdm import tqdm
 
-from .checkpoint import TRAIN_STATE_FILE, load_model, load_state_strict, read_config, save_checkpoint
+from .checkpoint import load_model, load_state_strict, save_checkpoint
+from .checkpoint_config import CONFIG_FILE, TRAIN_STATE_FILE, read_config
 from .data import ArraySource, DataConfig, to_model_range
 from .diffusion import GaussianDiffusion
+from .devices import device_description, pick_device
 from .errors import CheckpointError, DiffcodecError
+from .models import resolve_model_path
 from .schedule import ScheduleConfig
 from .unet import CONFIGS, UNet, UNetConfig
 
@@ -109,6 +112,32 @@ class TrainConfig:
                    speed=SpeedConfig(**d.get("speed", {})))
 
 
+def resumed_config(out: Path, steps: int, speed: dict) -> TrainConfig:
+    """The configuration of the run saved in ``out``, to continue to ``steps`` with the ``speed``
+    settings given (``SpeedConfig`` fields) replacing the saved ones."""
+    saved = read_config(out).get("meta", {}).get("training", {}).get("config")
+    if saved is None:
+        raise DiffcodecError(f"{out} was not written by diffcodec train; cannot resume")
+    cfg = TrainConfig.from_dict(saved)
+    return dataclasses.replace(cfg, steps=steps, speed=dataclasses.replace(cfg.speed, **speed))
+
+
+def new_run_unet(out: Path, config_name: str | None, init_from: str | None, dropout: float | None,
+                 force: bool) -> UNetConfig:
+    """The network of a new run in ``out``: the named configuration, or the ``init_from`` model's,
+    or the paper's; ``dropout`` overrides its dropout. An existing checkpoint in ``out`` is kept
+    unless ``force``."""
+    if (out / CONFIG_FILE).exists() and not force:
+        raise DiffcodecError(f"{out} already holds a checkpoint; pass --resume to continue or --force to restart")
+    if config_name is not None and config_name not in CONFIGS:
+        raise DiffcodecError(f"unknown configuration {config_name!r} (choose from {', '.join(CONFIGS)})")
+    if config_name is None and init_from is not None:
+        unet = UNetConfig.from_dict(read_config(resolve_model_path(init_from))["unet"])
+    else:
+        unet = CONFIGS[config_name or "ddpm-cifar10"]
+    return unet if dropout is None else dataclasses.replace(unet, dropout=dropout)
+
+
 def ema_decay_at(step: int, decay: float) -> float:
     """EMA decay with a warm-up, so short runs are not dominated by the initial weights."""
     return min(decay, (1 + step) / (10 + step))
@@ -146,21 +175,6 @@ def _dist_info() -> tuple[int, int]:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return (dist.get_rank(), dist.get_world_size()) if world > 1 else (0, 1)
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'; anything unusable is a DiffcodecError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise DiffcodecError(f"unknown device {name!r} (use cpu, cuda, cuda:N or auto)") from None
-    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
-        raise DiffcodecError(f"device {name!r} is not available on this machine")
-    if device.type not in ("cpu", "cuda"):
-        raise DiffcodecError(f"device {name!r} is not supported (use cpu, cuda, cuda:N or auto)")
-    return device
 
 
 class Trainer:
@@ -362,7 +376,3 @@ class Trainer:
             bar.close()
 
 
-def device_description(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({torch.get_num_threads()} threads)"

@@ -8,15 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffcodec.checkpoint import (
-    CONFIG_FILE,
-    WEIGHTS_FILE,
-    available_models,
-    load_model,
-    resolve_model_path,
-    save_checkpoint,
-    sha256_file,
-)
+from diffcodec.checkpoint import load_model, save_checkpoint, sha256_file
+from diffcodec.checkpoint_config import CONFIG_FILE, WEIGHTS_FILE
+from diffcodec.models import available_models, resolve_model_path
 from diffcodec.errors import CheckpointError
 from diffcodec.schedule import ScheduleConfig
 from diffcodec.unet import CONFIGS, UNet

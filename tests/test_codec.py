@@ -109,7 +109,7 @@ def test_every_prefix_decodes_and_early_stops_are_prefixes(model):
     full = compress(image, model, FAST, Stop())
     u = unpack(full.data)
     ends = np.cumsum([u.header_bytes] + u.record_bytes)
-    ts = [r["t"] for r in full.stats["records"]]
+    ts = [r.t for r in full.stats.records]
     assert ts == sorted(ts, reverse=True) and ts[-1] == 0
     for r, end in enumerate(ends[1:-1]):
         prefix = full.data[:end]  # a file cut at a record boundary: truncated, all records complete
@@ -134,11 +134,11 @@ def test_stop_rules(model):
     image = cifar_image(3)
     full = compress(image, model, FAST, Stop()).stats
     by_psnr = compress(image, model, FAST, Stop(psnr=30.0)).stats
-    psnrs = [r["psnr_mean"] for r in by_psnr["records"]]
+    psnrs = [r.psnr_mean for r in by_psnr.records]
     assert psnrs[-1] >= 30.0 and all(p < 30.0 for p in psnrs[:-1])
-    budget = full["records"][3]["file_bytes"] * 8 / 1024 + 0.01
+    budget = full.records[3].file_bytes * 8 / 1024 + 0.01
     by_bpp = compress(image, model, FAST, Stop(bpp=budget)).stats
-    assert by_bpp["bpp"] <= budget and by_bpp["file_bytes"] == full["records"][3]["file_bytes"]
+    assert by_bpp.bpp <= budget and by_bpp.file_bytes == full.records[3].file_bytes
 
 
 def test_resolve_t_stop():

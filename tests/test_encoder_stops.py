@@ -25,7 +25,8 @@ from diffcodec.codec import (
     resolve_t_stop,
 )
 from diffcodec.codec import cost
-from diffcodec.codec.encoder import max_finite_psnr
+from diffcodec.codec.config import max_finite_psnr
+from diffcodec.codec.stats import Target
 from diffcodec.images import CodecImage
 from diffcodec.plan import make_plan
 
@@ -45,11 +46,11 @@ def test_a_budget_below_the_first_record_is_reported_as_missed(model):
     image = CodecImage(np.full((16, 16, 3), 128, np.uint8), ImageMode.RGB)
     out = compress(image, model, AUTO, Stop(bpp=0.01))
     st = out.stats
-    assert st["record_count"] == 1 == len(unpack(out.data).records)  # the smallest file: one record
-    assert st["bpp"] > 0.01
-    assert st["target"] == {"rule": "bpp", "value": 0.01, "met": False, "reached": st["bpp"]}
+    assert st.record_count == 1 == len(unpack(out.data).records)  # the smallest file: one record
+    assert st.bpp > 0.01
+    assert st.target == Target("bpp", 0.01, False, st.bpp)
     first = make_plan(1000, LOSSY_T_STOP, 4, unpack(out.data).header.layout).record_ends[0]
-    assert len(st["steps"]) == first  # nothing coded past the first record
+    assert len(st.steps) == first  # nothing coded past the first record
 
 
 def test_coding_stops_within_the_first_record_past_the_budget(model):
@@ -61,9 +62,9 @@ def test_coding_stops_within_the_first_record_past_the_budget(model):
     # version 4 (no end_t): the file ends at a record; version 6's landing is in test_landing
     out = compress(image, model, dataclasses.replace(FIXED, version=4), Stop(bpp=budget))
     assert out.data == third.data  # the largest prefix within the budget, as before
-    assert out.stats["target"]["met"] and out.stats["record_count"] == 4
+    assert out.stats.target.met and out.stats.record_count == 4
     # record 4 (steps 9..11) costs hundreds of bytes: its first step is enough to pass the budget
-    assert len(out.stats["steps"]) == plan.record_ends[3] + 1
+    assert len(out.stats.steps) == plan.record_ends[3] + 1
 
 
 def test_psnr_only_the_lossless_image_has_is_full_rate(model):
@@ -74,8 +75,8 @@ def test_psnr_only_the_lossless_image_has_is_full_rate(model):
     image = noise_image(8, 8)
     full = compress(image, model, AUTO, Stop())
     high = compress(image, model, AUTO, Stop(psnr=200.0))
-    assert high.data == full.data and "full_rate_retry" not in high.stats  # one encode, no retry
-    assert high.stats["target"]["met"]
+    assert high.data == full.data and high.stats.full_rate_retry is None  # one encode, no retry
+    assert high.stats.target.met
 
 
 @pytest.mark.parametrize("stop", [Stop(bpp=100.0), Stop(psnr=60.0)])
@@ -83,11 +84,11 @@ def test_targets_only_the_lossless_record_meets_are_never_larger_than_full_rate(
     image = noise_image(8, 8, seed=3)  # noise: no lossy prefix gets near 60 dB (max finite: 71)
     full = compress(image, model, AUTO, Stop())
     out = compress(image, model, AUTO, stop)
-    retry = out.stats["full_rate_retry"]
-    assert retry["full_rate_bytes"] == len(full.data)
-    assert len(out.data) == min(len(full.data), retry["lossy_t_stop_bytes"]) <= len(full.data)
-    assert (out.data == full.data) == (retry["kept"] == "full_rate")
-    assert out.stats["target"]["met"]
+    retry = out.stats.full_rate_retry
+    assert retry.full_rate_bytes == len(full.data)
+    assert len(out.data) == min(len(full.data), retry.lossy_t_stop_bytes) <= len(full.data)
+    assert (out.data == full.data) == (retry.kept == "full_rate")
+    assert out.stats.target.met
     decoded = decompress(out.data, model)
     assert decoded.t == 0 and decoded.exact and np.array_equal(decoded.image.rgb, image.rgb)
 

@@ -72,11 +72,11 @@ def test_a_psnr_target_ends_just_above_it_and_the_file_is_pinned(model):
     header = unpack(out.data).header
     plan = make_plan(1000, header.t_stop, header.groups, header.layout)
     assert header.version == ENDING_VERSION and header.end_t not in plan.boundaries
-    reached = out.stats["records"][-1]["psnr_mean"]
-    assert 28.0 <= reached < 28.3 and out.stats["target"]["met"]
+    reached = out.stats.records[-1].psnr_mean
+    assert 28.0 <= reached < 28.3 and out.stats.target.met
     assert out.data == GOLDEN_V6.read_bytes()
     older = compress(image, model, V4, Stop(psnr=28.0))  # ends at the record past the target
-    assert older.stats["records"][-1]["psnr_mean"] > reached + 0.5 and len(older.data) > len(out.data)
+    assert older.stats.records[-1].psnr_mean > reached + 0.5 and len(older.data) > len(out.data)
     decoded = decompress(out.data, model)
     assert decoded.t == header.end_t and decoded.records_used == len(unpack(out.data).records)
     expected = 10 * np.log10(255**2 / np.mean((decoded.image.rgb.astype(float) - image.rgb) ** 2))
@@ -93,8 +93,8 @@ def test_a_budget_ends_just_below_it(model):
     budget = 1.5
     out = compress(image, model, FAST, Stop(bpp=budget))
     older = compress(image, model, V4, Stop(bpp=budget))
-    assert unpack(out.data).header.end_t and older.stats["bpp"] < out.stats["bpp"] <= budget
-    assert out.stats["bpp"] > 0.9 * budget and out.stats["target"]["met"]
+    assert unpack(out.data).header.end_t and older.stats.bpp < out.stats.bpp <= budget
+    assert out.stats.bpp > 0.9 * budget and out.stats.target.met
     assert decompress(out.data, model).t == unpack(out.data).header.end_t
 
 

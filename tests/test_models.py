@@ -16,9 +16,11 @@ from safetensors.torch import load_file
 
 from bitstream.container import unpack
 from diffcodec import api
-from diffcodec.checkpoint import CONFIG_FILE, MODELS_DIR, WEIGHTS_FILE, available_models, load_model, sha256_file
+from diffcodec.checkpoint import load_model, sha256_file
+from diffcodec.checkpoint_config import CONFIG_FILE, WEIGHTS_FILE
 from diffcodec.codec import CodecConfig, decompress, model_hash
-from diffcodec.model_choice import MODEL_USES, auto_model, resolve_model_name, shipped_model_for_hash, size_warning
+from diffcodec.models import (MODEL_USES, MODELS_DIR, auto_model, available_models, resolve_model_name,
+                              shipped_model_for_hash, size_warning)
 
 from helpers import CIFAR, needs_cifar, run
 

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bitstream.container import unpack
 from diffcodec.errors import DiffcodecError
 from diffcodec.files import check_output, write_output
 
@@ -199,3 +200,63 @@ def test_a_symlink_is_written_through_not_replaced(files, tmp_path):
     assert run("decode", files / "small.ddc", "-o", link).exit_code == 0
     assert link.is_symlink() and Image.open(tmp_path / "target.png").size == (8, 8)
     assert_one_line_error(run("decode", files / "small.ddc", "-o", link), "exists; pass --force")
+
+
+def test_an_image_and_its_frames_appear_together_or_not_at_all(files, tmp_path):
+    """decode --frames writes the image, every record's frame and an animation as one set: the
+    animation (the largest file) past the size limit leaves no frame, no folder and the old image."""
+    keep = tmp_path / "keep.png"
+    keep.write_bytes(b"precious")
+    frames = tmp_path / "frames"
+    proc = process("decode", files / "small.ddc", "-o", keep, "--force", "--frames", frames, file_size=1024)
+    assert_one_error(proc, f"cannot write to {frames / 'animation.gif'} (File too large)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.png"] and keep.read_bytes() == b"precious"
+    ok = process("decode", files / "small.ddc", "-o", keep, "--force", "--frames", frames)
+    assert ok.returncode == 0, ok.stderr
+    assert keep.read_bytes() != b"precious" and (frames / "animation.gif").is_file()
+    records = len(unpack((files / "small.ddc").read_bytes()).record_bytes)
+    assert len(list(frames.glob("frame_*.png"))) == records and f"wrote {records} frames" in ok.stdout.decode()
+
+
+def test_a_checkpoint_is_replaced_whole_or_kept(tmp_path, monkeypatch):
+    """save_checkpoint stages the weights and config.json together: a failure on the config (the
+    last file) leaves the earlier checkpoint loadable, with its own weights, and no temporary file."""
+    import torch
+
+    from diffcodec import files as files_module
+    from diffcodec.checkpoint import load_model, save_checkpoint
+    from diffcodec.errors import OutputError
+    from helpers import make_micro_checkpoint
+
+    folder = make_micro_checkpoint(tmp_path / "ckpt")
+    before = load_model(folder)
+    state = {k: v + 1 if v.is_floating_point() else v for k, v in before.net.state_dict().items()}
+    stage = files_module._stage
+
+    def failing(target, data, name):
+        if Path(target).name == "config.json":
+            raise OutputError(f"cannot write to {name} (No space left on device)")
+        return stage(target, data, name)
+
+    monkeypatch.setattr(files_module, "_stage", failing)
+    with pytest.raises(OutputError, match="config.json"):
+        save_checkpoint(folder, state, before.unet_config, before.schedule_config, name="changed")
+    monkeypatch.setattr(files_module, "_stage", stage)
+    after = load_model(folder)
+    assert after.name == before.name and after.weights_sha256 == before.weights_sha256
+    assert all(torch.equal(a, b) for a, b in zip(after.net.state_dict().values(), before.net.state_dict().values()))
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+
+
+@needs_dev_full
+def test_a_full_standard_error_loses_the_messages_not_the_work(files, tmp_path):
+    out = tmp_path / "out.png"
+    with open(FULL, "wb") as full:
+        ok = subprocess.run([sys.executable, "-m", "diffcodec", "decode", str(files / "small.ddc"), "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=full, env=ENV, cwd=ROOT)
+        bad = subprocess.run([sys.executable, "-m", "diffcodec", "decode", str(tmp_path / "none.ddc"), "-o",
+                              str(tmp_path / "none.png")], stdout=subprocess.PIPE, stderr=full, env=ENV, cwd=ROOT)
+    assert ok.returncode == 0 and b"wrote" in ok.stdout  # the summary line goes to standard output
+    with Image.open(out) as decoded, Image.open(files / "small.png") as original:
+        assert np.array_equal(np.asarray(decoded), np.asarray(original))  # lossless: the work was done
+    assert bad.returncode == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]

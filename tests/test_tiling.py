@@ -16,7 +16,7 @@ from bitstream.container import unpack
 from diffcodec.checkpoint import load_model
 from diffcodec.codec import CodecConfig, CodecError, Stop, compress, decompress
 from diffcodec.tiling import network_windows
-from diffcodec.codec.encoder import DEFAULT_TILING, WHOLE_IMAGE_PIXELS, tiling_for
+from diffcodec.codec.config import DEFAULT_TILING, WHOLE_IMAGE_PIXELS, tiling_for
 from diffcodec.tiling import Tiling, spans, tiled, window_pixels
 
 from helpers import FAST, kodak_crop, needs_data, perturbed

@@ -24,7 +24,8 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from diffcodec.checkpoint import CONFIG_FILE, TRAIN_STATE_FILE, WEIGHTS_FILE, load_model
+from diffcodec.checkpoint import load_model
+from diffcodec.checkpoint_config import CONFIG_FILE, TRAIN_STATE_FILE, WEIGHTS_FILE
 from diffcodec.cli import main
 from diffcodec.data import DataConfig, read_image, to_model_range
 from diffcodec.diffusion import GaussianDiffusion

@@ -31,24 +31,15 @@ from .chain import SCHEDULES, CodecError, model_hash
 from .cost import EncodeEstimate, estimate_encode
 from .damage import (DamagedFileWarning, PixelMismatchError, PixelMismatchWarning, SalvagedFileWarning,
                      TruncatedFileWarning, damage_warnings)
-from .decoder import Decoded, check_model, decompress, describe, read_header
-from .encoder import (
-    CPU_CALLS,
-    DEFAULT_STOP,
-    FULL_RATE_T_STOP,
-    GPU_CALLS,
-    LOSSY_T_STOP,
-    CodecConfig,
-    Encoded,
-    Stop,
-    call_size,
-    compress,
-    resolve_t_stop,
-)
+from .decoder import Decoded, check_model, decompress, describe, model_for_file, read_header
+from .config import (CPU_CALLS, DEFAULT_STOP, FULL_RATE_T_STOP, GPU_CALLS, LOSSY_T_STOP, CodecConfig, Stop, call_size,
+                     choose_stop, resolve_t_stop)
+from .encoder import Encoded, compress
+from .stats import EncodeStats, RecordStats, StepStats
 from .limits import DEFAULT_MAX_PIXELS, ImageTooLarge, check_pixels
 
 __all__ = ["CPU_CALLS", "DEFAULT_MAX_PIXELS", "GPU_CALLS", "SCHEDULES", "CodecConfig", "CodecError", "DEFAULT_STOP",
-           "DamagedFileWarning", "Decoded", "EncodeEstimate", "Encoded", "FULL_RATE_T_STOP", "ImageTooLarge",
-           "LOSSY_T_STOP", "PixelMismatchError", "PixelMismatchWarning", "SalvagedFileWarning", "Stop",
-           "TruncatedFileWarning", "call_size", "check_model", "check_pixels", "compress", "damage_warnings",
-           "decompress", "describe", "estimate_encode", "model_hash", "read_header", "resolve_t_stop"]
+           "DamagedFileWarning", "Decoded", "EncodeEstimate", "EncodeStats", "Encoded", "FULL_RATE_T_STOP", "ImageTooLarge",
+           "LOSSY_T_STOP", "PixelMismatchError", "PixelMismatchWarning", "RecordStats", "SalvagedFileWarning", "StepStats", "Stop",
+           "TruncatedFileWarning", "call_size", "check_model", "choose_stop", "check_pixels", "compress", "damage_warnings",
+           "decompress", "describe", "estimate_encode", "model_for_file", "model_hash", "read_header", "resolve_t_stop"]

@@ -42,10 +42,7 @@ REFERENCE_DTYPE = torch.float64  # the network's precision in the chain the loss
 WORKING_DTYPE = torch.float32  # ... and in lossy work
 # The encoder lists every prediction value within this many pixel levels of a half-integer
 # (``bitstream.guarded_rounding``): the decoder then rounds exactly as the encoder whenever their
-# reference chains agree this closely.  Measured (default model, CIFAR-10 images and a Kodak crop):
-# relative noise of 1000 float64 ulps on every layer's output moves the prediction by at most
-# 2.1e-10; 2**-20 ≈ 9.5e-7 leaves a factor of 4,500 beside that, and lists about 1.9e-6 of the
-# values (a 768×512 image: 2 or 3 positions).
+# reference chains agree this closely (the margin's measurement: README, "Why these defaults").
 GUARD_MARGIN = 2.0**-20
 
 
@@ -65,8 +62,8 @@ def model_hash(model: Model) -> bytes:
 
 
 # Network passes on images up to this many pixels run on one CPU thread: their convolutions are
-# too small to share, and on a busy machine the threads' barriers wait on each other (measured on
-# 2 cores under load: a 32×32 pass took 0.03 s on one thread, 0.5–0.9 s on two).
+# too small to share, and on a busy machine the threads' barriers wait on each other (README,
+# "Why these defaults").
 ONE_THREAD_PIXELS = 64 * 64
 
 

@@ -20,19 +20,15 @@ machine one thread gives steadier figures), halved for two; version 4's scoring 
 candidate-dimensions a second, and some 30 ns a candidate a call for PFR's arrival times).
 Version 3's scoring (``CPU_2_CORES_V3``) runs the exact vectorised kernel of
 ``bitstream.kernels_exact`` (``python -m benchmarks.scoring_speed_v3``: about 5.7e8
-candidate-dimensions a second on 2 threads, 9 × the scalar loop it replaced).  The figures
-below were measured with the scalar loop's constants. Full-rate encodes of
-32×32 (2^12 candidates), 64×64 (2^8) and 96×96 (2^10) crops on one thread took 25.8, 12.3 and
-58.3 s against 20.5, 12.3 and 59.6 s estimated (twice the 2-core figure); a CIFAR-10 image on
-two idle cores took 7.9 s (``benchmarks/results/speed``: t_stop 10, no float64 replay),
-estimated 9.5 s. On a machine shared with other work two threads can be many times slower.
+candidate-dimensions a second on 2 threads). How close the estimates come to real encodes is in
+the README ("Image sizes"); on a machine shared with other work two threads can be many times
+slower.
 A lossy stop's step count is not known in advance: its estimate is the longest it can take
 (all channel steps), marked as such.
 
 The network constants are those of the shipped `default` (the `tiny` U-Net). Another network's
 passes are scaled by its ratio of floating-point operations to `tiny`'s at the same size,
-counted on the meta device (no arithmetic): `cifar10` is 6.4 × `tiny` at 32×32 and 10 × at
-128×128 (attention at half resolution), `photo` 5.6 × at 64×64 and 3.8 × at 256×256.
+counted on the meta device (no arithmetic; ``network_cost_ratio``).
 """
 
 from __future__ import annotations
@@ -46,6 +42,7 @@ from ..checkpoint import Model
 from ..plan import make_plan
 from ..tiling import Tiling, network_windows
 from .chain import padded_size
+from .config import CodecConfig, call_size, reachable, resolve_t_stop, tiling_for
 
 
 @dataclass(frozen=True)
@@ -122,8 +119,6 @@ def estimate_encode(model: Model, width: int, height: int, config, stop, cost: C
     """Seconds ``compress`` takes for a ``width``×``height`` image with ``config`` and ``stop``
     (``CodecConfig``, ``Stop``) on the machine ``cost`` describes (None: 2 cores, for the file's
     format version)."""
-    from .encoder import call_size, reachable, resolve_t_stop, tiling_for
-
     if cost is None:
         cost = CPU_2_CORES if config.version is None or config.version >= 4 else CPU_2_CORES_V3
     log2_candidates, chunk_bits = call_size(config, model, width * height)
@@ -149,8 +144,6 @@ def estimate_decode(model: Model, width: int, height: int, steps: int = 40, loss
     """Seconds ``decompress`` takes for ``steps`` coded steps of a ``width``×``height`` file (one
     float32 network pass each; a lossless decode replays them in float64 instead).  ``tiling``:
     the file's (None: what the encoder picks for that size)."""
-    from .encoder import CodecConfig, tiling_for
-
     f = model.unet_config.downsampling_factor
     padded = padded_size(height, width, f)
     tiling = tiling if tiling is not None else tiling_for(CodecConfig(), padded)
@@ -167,8 +160,6 @@ def _passes(model: Model, windows: list[tuple[int, int]], per_pixel: float, per_
 def faster_setting(model: Model, width: int, height: int, config, stop, cost: CostModel | None = None):
     """(a smaller ``log2_candidates``, its estimate) when that saves at least a quarter of the time,
     else None (with version 4's scoring the network passes are most of a large image's encode)."""
-    from .encoder import call_size
-
     if call_size(config, model, width * height)[0] <= 8:
         return None
     cheaper = replace(config, log2_candidates=8)

@@ -13,7 +13,7 @@ from bitstream import guarded_rounding, interlaced, residual
 from bitstream.container import TILED_VERSION, Damage, FormatError, Header, ImageMode, crc16, unpack
 from bitstream.selection import SelectionRule
 
-from ..checkpoint import Model
+from ..checkpoint import Model, load_model
 from ..images import CodecImage
 from ..plan import make_plan
 from ..reconstruct import Reconstruction, reconstruct
@@ -30,6 +30,7 @@ from .chain import (
     to_uint8,
 )
 from .limits import DEFAULT_MAX_PIXELS, check_pixels
+from ..models import shipped_model_for_hash
 from .records import read_steps
 
 @dataclass
@@ -67,6 +68,20 @@ def check_model(header: Header, model: Model) -> None:
     if SCHEDULES.get(header.schedule_id) != model.schedule_config:
         raise CodecError(f"the file's schedule id {header.schedule_id} does not match the model's schedule")
     check_variance_table(header, model)
+
+
+def model_for_file(header: Header, model: Model | str | None = None, device: str | torch.device = "cpu") -> Model:
+    """The model that decodes a file: ``model`` as given (a :class:`Model`, or a shipped name or
+    checkpoint folder loaded onto ``device``), else the shipped model whose hash the header names;
+    checked against the header (:func:`check_model`)."""
+    if model is None:
+        model = shipped_model_for_hash(header.model_hash)
+        if model is None:
+            raise CodecError(f"no shipped model has hash {header.model_hash.hex()}…; pass the file's model "
+                             f"(--model, or model= in the API)")
+    loaded = model if isinstance(model, Model) else load_model(model, device)
+    check_model(header, loaded)
+    return loaded
 
 
 @torch.no_grad()

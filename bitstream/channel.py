@@ -36,9 +36,7 @@ import numpy as np
 
 from . import portable_math
 from .noise import SharedNoise
-
-# candidates scored per pass (their log-weights and arrival times are held in memory at once)
-CANDIDATES_PER_BLOCK = 1 << 20
+from .scoring import Scorer, check_log2_candidates
 
 
 def _as_std(std, d: int) -> np.ndarray:
@@ -83,17 +81,16 @@ def log_weight_coefficients(q_mean, q_std, p_mean, p_std):
     return a, b, c
 
 
-def simulate(q_mean, q_std, p_mean, p_std, noise: SharedNoise, key, log2_candidates: int, scorer=None):
+def simulate(q_mean, q_std, p_mean, p_std, noise: SharedNoise, key, log2_candidates: int,
+             scorer: Scorer | None = None):
     """Encoder: returns (index, sample) with sample approximately ~ q.
 
     ``sample`` is exactly what ``reconstruct(index, p_mean, p_std, noise, key)`` returns.
-    ``scorer`` is the strategy that finds the index, an object with ``best_index(seed, stream,
-    a, b, c, log2_candidates) -> int``: by default ``bitstream.kernels.CompiledScorer`` (numba,
-    CPU); ``bitstream.torch_scoring.TorchScorer`` scores on any torch device.
+    ``scorer`` is the strategy that finds the index (``bitstream.scoring.Scorer``): by default
+    ``bitstream.kernels.CompiledScorer`` (numba, CPU); ``bitstream.torch_scoring.TorchScorer``
+    scores on any torch device.
     """
-    k = int(log2_candidates)
-    if not 0 <= k <= 30:
-        raise ValueError("log2_candidates must be in [0, 30]")
+    k = check_log2_candidates(log2_candidates)
     if scorer is None:
         from .kernels import CompiledScorer  # numba: imported by the encoder only, the decoder starts faster
 

@@ -15,8 +15,8 @@ A call has N = 2**k candidates z_n = p_mean + p_std·u_n and log-weights ln w_n 
   cheapest rule per bit of x̂_0 quality on the real models (``benchmarks.selection_rules``), but
   x_t is no longer a sample of q (``--stats`` shows the chain's spread per record).
 
-The decoder only needs the index law (Zipf or uniform), never the rule's scores.  Scores come
-from a ``log_weights(seed, step, a, b, offsets, chunk_ids, k)`` function
+The decoder only needs the index law (Zipf or uniform, ``bitstream.index_law``), never the rule's
+scores.  Scores come from a ``log_weights(seed, step, a, b, offsets, chunk_ids, k)`` function
 (``bitstream.scoring.StepLogWeights``): the compiled CPU kernel (``bitstream.kernels32``) or
 torch on a device (``bitstream.torch_noise32``); they agree to ~1e-12, so the selected indices
 agree but for ties that close.

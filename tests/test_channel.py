@@ -7,14 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from bitstream.channel import (
-    IndexModel,
-    decode_indices,
-    encode_indices,
-    gaussian_kl_bits,
-    reconstruct,
-    simulate,
-)
+from bitstream.channel import gaussian_kl_bits, reconstruct, simulate
+from bitstream.index_law import IndexModel, decode_indices, encode_indices
 from bitstream import noise as noise_module
 from bitstream.noise import (
     LANE_NORMAL,

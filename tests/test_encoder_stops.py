@@ -213,7 +213,7 @@ def test_an_early_stop_ends_its_encode_bar_at_the_steps_it_coded(tmp_path):
 @pytest.mark.parametrize("seed", range(4))
 def test_record_size_lower_bound_never_exceeds_the_final_size(seed):
     """The budget check stops a record only when its bytes so far, at least, cannot fit."""
-    from bitstream.channel import IndexModel
+    from bitstream.index_law import IndexModel
     from bitstream.chunks import LevelModel
     from diffcodec.codec.records import RecordWriter
 

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from bitstream import chunks as chunking
-from bitstream.channel import IndexModel
 from bitstream.channel import reconstruct as channel_reconstruct
 from bitstream.container import Header, ImageMode, VarianceChoice
+from bitstream.index_law import IndexModel
 from bitstream.noise import SharedNoise
 from bitstream.noise32 import SharedNoise32
 

@@ -532,7 +532,7 @@ def _encode_steps(model, config, stop, pixels: int) -> int:
     first step ends; the number of steps does not depend on where records end."""
     from bitstream.container import RecordLayout
     from .codec import resolve_t_stop
-    from .plan import make_plan
+    from .codec.plan import make_plan
 
     plan = make_plan(model.schedule_config.num_timesteps, resolve_t_stop(config, stop, pixels), config.groups,
                      config.layout if config.layout is not None else RecordLayout.COARSE)

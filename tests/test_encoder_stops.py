@@ -28,8 +28,8 @@ from diffcodec.codec import (
 )
 from diffcodec.codec import cost
 from diffcodec.codec.encoder import max_finite_psnr
+from diffcodec.codec.plan import make_plan
 from diffcodec.images import CodecImage
-from diffcodec.plan import make_plan
 
 FAST = ["--groups", "4", "--candidates", "4", "--chunk-bits", "2"]
 AUTO = CodecConfig(groups=4, log2_candidates=4, chunk_bits=2.0)  # t_stop left to the stop rule

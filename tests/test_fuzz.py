@@ -33,8 +33,8 @@ from bitstream.container import MAGIC, FormatError, Header, VarianceChoice, crc1
 from diffcodec import DamagedFileWarning, TruncatedFileWarning, decompress
 from diffcodec.checkpoint import load_model
 from diffcodec.codec import SCHEDULES
+from diffcodec.codec.plan import make_plan
 from diffcodec.errors import DiffcodecError
-from diffcodec.plan import make_plan
 
 GOLDEN = sorted((Path(__file__).parent / "golden").glob("*_default_*.ddc"))  # versions 1 to 6
 SEED = 20260601

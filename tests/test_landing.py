@@ -15,7 +15,7 @@ from bitstream.container import ENDING_VERSION, RecordLayout, pack, unpack
 from diffcodec.checkpoint import load_model
 from diffcodec.codec import CodecError, Stop, compress, decompress
 from diffcodec.codec.landing import Attempt, land
-from diffcodec.plan import make_plan
+from diffcodec.codec.plan import make_plan
 
 from test_codec import FAST, cifar_image, needs_data
 from test_cross_machine import perturbed

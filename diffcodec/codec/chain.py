@@ -32,9 +32,9 @@ from ..checkpoint import Model
 from ..diffusion import GaussianDiffusion
 from ..errors import DiffcodecError
 from ..images import CodecImage
-from ..plan import StepPlan
 from ..schedule import ScheduleConfig
 from ..tiling import Tiling, tiled
+from .plan import StepPlan
 
 SCHEDULES = {0: ScheduleConfig()}  # schedule ids of the format (FORMAT.md); never change one
 XT_STREAM = (0, 0)  # shared-noise stream of x_T

@@ -43,9 +43,9 @@ from dataclasses import dataclass, replace
 from bitstream.container import RecordLayout
 
 from ..checkpoint import Model
-from ..plan import make_plan
 from ..tiling import Tiling, network_windows
 from .chain import padded_size
+from .plan import make_plan
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from bitstream.selection import SelectionRule
 
 from ..checkpoint import Model
 from ..images import CodecImage
-from ..plan import make_plan
 from ..reconstruct import Reconstruction, reconstruct
 from .chain import (
     SCHEDULES,
@@ -30,6 +29,7 @@ from .chain import (
     to_uint8,
 )
 from .limits import DEFAULT_MAX_PIXELS, check_pixels
+from .plan import make_plan
 from .records import read_steps
 
 @dataclass

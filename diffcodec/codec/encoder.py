@@ -17,7 +17,6 @@ from bitstream.selection import EXACT, GREEDY, SelectionRule, select_step, step_
 
 from ..checkpoint import Model
 from ..images import CodecImage
-from ..plan import make_plan
 from ..tiling import Tiling
 from .chain import (
     GUARD_MARGIN,
@@ -34,6 +33,7 @@ from .chain import (
 )
 from .landing import Attempt, enough, land
 from .limits import DEFAULT_MAX_PIXELS, check_pixels
+from .plan import make_plan
 from .records import RecordWriter
 
 @dataclass(frozen=True)

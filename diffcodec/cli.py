@@ -344,7 +344,8 @@ def variances(model_name, cifar, folder, crop_size, min_scale, folder_weight, im
     from .files import check_writable
     from .nll import auto_steps_per_call
     from .train import device_description, pick_device
-    from .variances import TABLE_FILE, estimate
+    from .variance_estimation import estimate
+    from .variances import TABLE_FILE
 
     target = Path(out_path) if out_path else resolve_model_path(model_name) / TABLE_FILE
     check_writable(target, force)

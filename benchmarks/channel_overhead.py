@@ -37,13 +37,8 @@ import time
 
 import numpy as np
 
-from bitstream.channel import (
-    IndexModel,
-    encode_indices,
-    gaussian_kl_bits,
-    reconstruct,
-    simulate,
-)
+from bitstream.channel import gaussian_kl_bits, reconstruct, simulate
+from bitstream.index_law import IndexModel, encode_indices
 from bitstream.noise import SharedNoise
 
 RHO2 = 0.99

@@ -45,7 +45,7 @@ def measure(model_name: str, dataset: str, crop: int | None, repeats: int) -> di
     from diffcodec.codec.chain import Chain, pad_to_factor
     from diffcodec.codec.encoder import replay
     from diffcodec.images import CodecImage
-    from diffcodec.plan import make_plan
+    from diffcodec.codec.plan import make_plan
 
     model = load_model(model_name)
     rgb = datasets.load(dataset, 1, crop)[0].rgb

@@ -29,7 +29,7 @@ from . import datasets
 def measure(model, images: list[np.ndarray], regions: int, seed: int = 0) -> dict:
     from bitstream.container import RecordLayout
     from diffcodec.diffusion import GaussianDiffusion
-    from diffcodec.plan import make_plan
+    from diffcodec.codec.plan import make_plan
 
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).double() / 127.5 - 1
     n, _, h, w = x.shape

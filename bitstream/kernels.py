@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import numba
 import numpy as np
 
+from . import scoring
 from .kernels_exact import check_coefficients, log_weights
 from .noise import LANE_NORMAL, SharedNoise, stream_key
 
@@ -112,33 +113,25 @@ def log_weights_reference(seed: int, stream: int, lane: int, start: int, count: 
     return out
 
 
-def check_log2_candidates(log2_candidates) -> int:
-    k = int(log2_candidates)
-    if not 0 <= k <= 30:
-        raise ValueError("log2_candidates must be in [0, 30]")
-    return k
-
-
 class CompiledScorer:
-    """Finds the PFR index on the CPU: argmin over n < 2**k of ln T_n - ln w_n.
+    """Finds the PFR index on the CPU (a ``bitstream.scoring.Scorer``): argmin over n < 2**k of
+    ln T_n - ln w_n.
 
-    The arrival times are summed in passes of ``bitstream.channel.CANDIDATES_PER_BLOCK``
+    The arrival times are summed in passes of ``bitstream.scoring.CANDIDATES_PER_BLOCK``
     candidates, T = (last T of the previous pass) + cumsum(E of this pass), as
     ``simulate`` defines them; ties go to the smallest index.
     """
 
     def best_index(self, seed: int, stream, a: np.ndarray, b: np.ndarray, c: float, log2_candidates: int) -> int:
-        from . import channel
-
-        k = check_log2_candidates(log2_candidates)
+        k = scoring.check_log2_candidates(log2_candidates)
         noise = SharedNoise(seed)
         stream = stream_key(stream)
         n_total = 1 << k
         best_score = np.inf
         best_index = 0
         t_offset = 0.0
-        for start in range(0, n_total, channel.CANDIDATES_PER_BLOCK):
-            count = min(channel.CANDIDATES_PER_BLOCK, n_total - start)
+        for start in range(0, n_total, scoring.CANDIDATES_PER_BLOCK):
+            count = min(scoring.CANDIDATES_PER_BLOCK, n_total - start)
             logw = log_weights(noise.seed, stream, LANE_NORMAL, start, count, a, b, c)
             arrivals = t_offset + np.cumsum(noise.exponentials(stream, start, count))
             t_offset = float(arrivals[-1])

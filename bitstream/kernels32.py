@@ -30,11 +30,11 @@ from numba import types
 from numba.extending import intrinsic
 
 from . import noise32 as _n32
-from .noise32 import LANE_NORMAL, MAX_STEP, SharedNoise32, split_stream
+from .noise32 import LANE_NORMAL, SharedNoise32, split_stream
+from .scoring import check_step_inputs
 
 TILE = 16  # candidates per SIMD tile
 GROUP = 64  # Philox blocks per pass (GROUP * TILE words in each of four arrays)
-MAX_LOG2_CANDIDATES = 20
 _TARGET_ITEMS_PER_THREAD = 8  # below this many (chunk, tile) items per thread, split dimensions
 _MIN_SEGMENT_BLOCKS = 4 * GROUP
 _PARTS_PER_THREAD = 16
@@ -290,63 +290,10 @@ def round_keys(seed: int) -> tuple[np.ndarray, np.ndarray]:
     return rk0, rk1
 
 
-def _check_inputs(seed, step, a, b, offsets, chunk_ids, log2_candidates):
-    """Validated (seed, step, a32, b32, offsets, chunk_ids, k)."""
-    seed = int(seed)
-    if not 0 <= seed < 2**64:
-        raise ValueError("seed must fit in 64 bits")
-    if isinstance(log2_candidates, (bool, np.bool_)) or int(log2_candidates) != log2_candidates:
-        raise ValueError("log2_candidates must be an integer")
-    k = int(log2_candidates)
-    if not 1 <= k <= MAX_LOG2_CANDIDATES:
-        raise ValueError(f"log2_candidates must be in 1..{MAX_LOG2_CANDIDATES}, not {k}")
-    if int(step) != step or not 0 <= int(step) <= MAX_STEP:
-        raise ValueError(f"step must be an integer in [0, 2**30), not {step}")
-    step = int(step)
-    a_arr = np.asarray(a)
-    if a_arr.ndim != 0:
-        raise ValueError("a must be a scalar (one for the whole step)")
-    a32 = np.float32(a_arr)
-    if not np.isfinite(a32):
-        raise ValueError("a must be finite in float32")
-    b_arr = np.asarray(b)
-    if b_arr.ndim != 1:
-        raise ValueError("b must be a 1-D array of all chunks' coefficients")
-    if b_arr.size and not np.issubdtype(b_arr.dtype, np.floating):
-        raise ValueError(f"b must be a float array, not {b_arr.dtype}")
-    b32 = np.ascontiguousarray(b_arr, dtype=np.float32)
-    if not np.all(np.isfinite(b32)):
-        raise ValueError("b must be finite in float32")
-    offs = np.asarray(offsets)
-    if offs.ndim != 1 or offs.size < 1 or (offs.size and not np.issubdtype(offs.dtype, np.integer)):
-        raise ValueError("offsets must be a 1-D integer array of length chunks + 1")
-    offs = np.ascontiguousarray(offs, dtype=np.int64)
-    if offs[0] < 0 or offs[-1] > b32.size:
-        raise ValueError(f"offsets must lie in [0, len(b)] = [0, {b32.size}]")
-    if np.any(np.diff(offs) <= 0):
-        raise ValueError("offsets must be strictly increasing (every chunk has d >= 1)")
-    ids = np.asarray(chunk_ids)
-    if ids.ndim != 1 or ids.size != offs.size - 1:
-        raise ValueError(f"chunk_ids must be 1-D with one entry per chunk ({offs.size - 1})")
-    if ids.size and not np.issubdtype(ids.dtype, np.integer):
-        raise ValueError("chunk_ids must be integers")
-    if ids.size and (ids.min() < 0 or ids.max() > 0xFFFFFFFF):
-        raise ValueError("chunk_ids must be in [0, 2**32)")
-    ids = np.ascontiguousarray(ids, dtype=np.uint32)
-    return seed, step, a32, b32, offs, ids, k
-
-
-def _checked(seed, step, b, offsets, chunk_ids, log2_candidates):
-    """(k, b32, offsets int64, chunk_ids int64) after the checks of ``log_weights_step``
-    (used by ``bitstream.torch_noise32``)."""
-    _, _, _, b32, offs, ids, k = _check_inputs(seed, step, 0.0, b, offsets, chunk_ids, log2_candidates)
-    return k, b32, offs, ids.astype(np.int64)
-
-
 def log_weights_reference(seed: int, step: int, a: float, b: np.ndarray, offsets: np.ndarray,
                           chunk_ids: np.ndarray, log2_candidates: int) -> np.ndarray:
     """The specification (numpy): (chunks, 2**k) float64 log-weights, constant term dropped."""
-    seed, step, a32, b32, offs, ids, k = _check_inputs(seed, step, a, b, offsets, chunk_ids, log2_candidates)
+    seed, step, a32, b32, offs, ids, k = check_step_inputs(seed, step, a, b, offsets, chunk_ids, log2_candidates)
     n_total = 1 << k
     noise = SharedNoise32(seed)
     out = np.empty((ids.size, n_total), dtype=np.float64)
@@ -396,7 +343,7 @@ def _plan(lengths: np.ndarray, tiles: int, threads: int):
 def log_weights_step(seed: int, step: int, a: float, b: np.ndarray, offsets: np.ndarray,
                      chunk_ids: np.ndarray, log2_candidates: int) -> np.ndarray:
     """``log_weights_reference`` by the parallel numba kernel: (chunks, 2**k) float64."""
-    seed, step, a32, b32, offs, ids, k = _check_inputs(seed, step, a, b, offsets, chunk_ids, log2_candidates)
+    seed, step, a32, b32, offs, ids, k = check_step_inputs(seed, step, a, b, offsets, chunk_ids, log2_candidates)
     n_total = 1 << k
     chunks = ids.size
     if chunks == 0:

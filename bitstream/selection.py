@@ -15,22 +15,23 @@ A call has N = 2**k candidates z_n = p_mean + p_std·u_n and log-weights ln w_n 
   cheapest rule per bit of x̂_0 quality on the real models (``benchmarks.selection_rules``), but
   x_t is no longer a sample of q (``--stats`` shows the chain's spread per record).
 
-The decoder only needs the index law (Zipf or uniform), never the rule's scores.  Scores come
-from a ``log_weights(seed, step, a, b, offsets, chunk_ids, k)`` function: the compiled CPU
-kernel (``bitstream.kernels32``) or torch on a device (``bitstream.torch_noise32``); they
-agree to ~1e-12, so the selected indices agree but for ties that close.
+The decoder only needs the index law (Zipf or uniform, ``bitstream.index_law``), never the rule's
+scores.  Scores come from a ``log_weights(seed, step, a, b, offsets, chunk_ids, k)`` function
+(``bitstream.scoring.StepLogWeights``): the compiled CPU kernel (``bitstream.kernels32``) or
+torch on a device (``bitstream.torch_noise32``); they agree to ~1e-12, so the selected indices
+agree but for ties that close.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import noise32
 from .container import SELECTION_EXACT, SELECTION_GREEDY
+from .scoring import StepLogWeights
 
 # log-weights (and arrival times) of at most this many candidates are held at once: 16 MiB a pass
 CANDIDATES_PER_PASS = 1 << 21
@@ -121,7 +122,7 @@ def select(rule: SelectionRule, log_w: np.ndarray, log_t: np.ndarray | None) -> 
 
 
 def select_step(seed: int, step: int, a: float, b: np.ndarray, sizes, log2_candidates: int,
-                rule: SelectionRule, log_weights: Callable) -> list[int]:
+                rule: SelectionRule, log_weights: StepLogWeights) -> list[int]:
     """The index of every chunk of one coded step: chunk j (stream ``(step, j + 1)``) holds the next
     ``sizes[j]`` entries of ``b``.  Chunks are scored in passes of ``CANDIDATES_PER_PASS``."""
     sizes = np.asarray(sizes, dtype=np.int64)

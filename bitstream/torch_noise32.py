@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from . import noise32
+from .scoring import check_step_inputs
 
 _M32 = 0xFFFFFFFF
 
@@ -104,9 +105,8 @@ def default_budget(device) -> int:
 def log_weights_step(seed: int, step: int, a: float, b: np.ndarray, offsets, chunk_ids, log2_candidates: int,
                      device="cpu", budget: int | None = None) -> np.ndarray:
     """``bitstream.kernels32.log_weights_step`` on ``device``: (chunks, 2**k) float64 numpy."""
-    from .kernels32 import _checked
-
-    k, b, offsets, ids = _checked(seed, step, b, offsets, chunk_ids, log2_candidates)
+    _, _, _, b, offsets, ids, k = check_step_inputs(seed, step, 0.0, b, offsets, chunk_ids, log2_candidates)
+    ids = ids.astype(np.int64)
     n_cand = 1 << k
     budget = int(budget or default_budget(device))
     c = _Constants(device)

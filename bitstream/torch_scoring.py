@@ -23,8 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import channel
-from .kernels import check_log2_candidates
+from . import scoring
 from .noise import stream_key
 from .torch_noise import arrival_exponentials, as_int64, box_muller, normal_lane_words
 
@@ -36,8 +35,8 @@ _BYTES_PER_CANDIDATE = 512
 
 @dataclass(frozen=True)
 class TorchScorer:
-    """Scores candidates on ``device`` in passes of at most ``work_bytes`` of work arrays
-    (None: 64 MiB on a CPU, 2 GiB on a GPU)."""
+    """A ``bitstream.scoring.Scorer`` on ``device``, in passes of at most ``work_bytes`` of work
+    arrays (None: 64 MiB on a CPU, 2 GiB on a GPU)."""
 
     device: str = "cpu"
     work_bytes: int | None = None
@@ -53,7 +52,7 @@ class TorchScorer:
     def best_indices(self, seed: int, streams: Sequence, coefficients: Sequence, log2_candidates: int) -> list[int]:
         """The index of each call: ``streams[j]`` (an int or ``(step, chunk)``) with
         ``coefficients[j] = (a, b, c)``, all with 2**log2_candidates candidates."""
-        k = check_log2_candidates(log2_candidates)
+        k = scoring.check_log2_candidates(log2_candidates)
         if not 0 <= int(seed) < 2**64:
             raise ValueError("seed must fit in 64 bits")
         if len(streams) != len(coefficients):
@@ -90,7 +89,7 @@ class TorchScorer:
         best_score = torch.full((len(calls),), torch.inf, dtype=torch.float64, device=dev)
         best_index = torch.zeros(len(calls), dtype=torch.int64, device=dev)
         t_offset = torch.zeros(len(calls), 1, dtype=torch.float64, device=dev)
-        segment = channel.CANDIDATES_PER_BLOCK  # simulate's passes define the arrival times' sums
+        segment = scoring.CANDIDATES_PER_BLOCK  # simulate's passes define the arrival times' sums
         for seg_start in range(0, n_total, segment):
             seg_end = min(seg_start + segment, n_total)
             running = torch.zeros(len(calls), 1, dtype=torch.float64, device=dev)  # cumsum within the segment

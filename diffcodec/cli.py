@@ -331,7 +331,8 @@ def variances(model_name, cifar, folder, crop_size, min_scale, folder_weight, im
     from .files import check_writable
     from .models import resolve_model_path
     from .nll import auto_steps_per_call
-    from .variances import TABLE_FILE, estimate
+    from .variance_estimation import estimate
+    from .variances import TABLE_FILE
 
     target = Path(out_path) if out_path else resolve_model_path(model_name) / TABLE_FILE
     check_writable(target, force)
@@ -501,7 +502,7 @@ def _encode_steps(model, config, stop, pixels: int) -> int:
     first step ends; the number of steps does not depend on where records end."""
     from bitstream.container import RecordLayout
     from .codec import resolve_t_stop
-    from .plan import make_plan
+    from .codec.plan import make_plan
 
     plan = make_plan(model.schedule_config.num_timesteps, resolve_t_stop(config, stop, pixels), config.groups,
                      config.layout if config.layout is not None else RecordLayout.COARSE)

@@ -11,11 +11,10 @@ the network's mean squared error per dimension at t.  This is the optimum of Ana
 network's imperfect mean (as NPR-DPM does); it never goes below β̃'.  At t = 1 (c = 1, β̃ = 0) it
 is the decoder's variance σ*² = e_1.  One table of e_t, t = 1..T, serves every respacing.
 
-The table is estimated once per model on a sample of its training data (``estimate``): e_t on
-a grid of timesteps, each from the same images with fresh x_t ~ q(x_t|x_0), with its Monte Carlo
-standard error, interpolated linearly in (log t, log e) to every t.  It is stored beside the
-model's weights as ``reverse_variances.json``; files coded with it name the first bytes of its
-SHA-256 (the float64 little-endian bytes of e_1..e_T), so a file never decodes under another.
+This module holds the table and its file: it is estimated once per model on a sample of its
+training data (``diffcodec.variance_estimation``) and stored beside the model's weights as
+``reverse_variances.json``; files coded with it name the first bytes of its SHA-256 (the float64
+little-endian bytes of e_1..e_T), so a file never decodes under another.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .errors import CheckpointError
 from .files import write_file
@@ -34,15 +32,6 @@ from .schedule import Schedule
 
 TABLE_FILE = "reverse_variances.json"
 FORMAT = "diffcodec-reverse-variances"
-
-
-def default_grid(num_timesteps: int = 1000, small: int = 20, points: int = 100) -> np.ndarray:
-    """Every t up to ``small`` (where e_t changes fastest and the codec's last steps are), then
-    ``points`` log-spaced timesteps up to T."""
-    T = int(num_timesteps)
-    small = min(small, T)
-    rest = np.unique(np.round(np.geomspace(small, T, points)).astype(np.int64))
-    return np.unique(np.concatenate([np.arange(1, small + 1), rest, [T]]))
 
 
 @dataclass(frozen=True)
@@ -116,42 +105,3 @@ class ErrorTable:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise CheckpointError(f"{path} is not a readable reverse-variance table ({e})") from None
         return cls.from_json(doc, str(path))
-
-
-def interpolate(grid: np.ndarray, values: np.ndarray, num_timesteps: int) -> np.ndarray:
-    """Values on a grid of timesteps → every t = 1..T, linear in (log t, log value)."""
-    grid = np.asarray(grid, dtype=np.float64)
-    values = np.maximum(np.asarray(values, dtype=np.float64), 1e-300)
-    t = np.arange(1, num_timesteps + 1, dtype=np.float64)
-    return np.exp(np.interp(np.log(t), np.log(grid), np.log(values)))
-
-
-def table_from_samples(grid: np.ndarray, per_image: np.ndarray, num_timesteps: int, meta: dict) -> ErrorTable:
-    """An ErrorTable from per-image squared errors (N, len(grid)) measured on ``grid``."""
-    per_image = np.asarray(per_image, dtype=np.float64)
-    n = per_image.shape[0]
-    if n < 2:
-        raise ValueError("need at least two images to estimate an error table")
-    mean = per_image.mean(0)
-    stderr = per_image.std(0, ddof=1) / np.sqrt(n)
-    relative = stderr / np.maximum(mean, 1e-300)
-    full = interpolate(grid, mean, num_timesteps)
-    meta = {**meta, "images": int(n), "grid": [int(t) for t in grid],
-            "relative_stderr_median": float(np.median(relative)), "relative_stderr_max": float(relative.max())}
-    return ErrorTable(full, full * interpolate(grid, relative, num_timesteps), meta)
-
-
-@torch.no_grad()
-def estimate(model, images: torch.Tensor, *, grid: np.ndarray | None = None, batch_size: int = 64, seed: int = 0,
-             steps_per_call: int = 1, meta: dict | None = None, progress: bool = True) -> ErrorTable:
-    """e_t of ``model`` on uint8 ``images`` (N, C, H, W), measured on ``grid`` (default:
-    :func:`default_grid`) with the bound's own evaluation (x̂_0 clipped)."""
-    from .nll import evaluate_dataset
-
-    T = model.schedule_config.num_timesteps
-    grid = default_grid(T) if grid is None else np.unique(np.asarray(grid, dtype=np.int64))
-    result = evaluate_dataset(model, images, batch_size=batch_size, seed=seed, progress=progress,
-                              steps_per_call=steps_per_call, steps=grid)
-    info = {"model": model.name, "model_sha256": model.weights_sha256, "seed": seed,
-            "image_size": list(images.shape[1:]), **(meta or {})}
-    return table_from_samples(grid, result.mse[:, grid - 1], T, info)

@@ -7,14 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from bitstream.channel import (
-    IndexModel,
-    decode_indices,
-    encode_indices,
-    gaussian_kl_bits,
-    reconstruct,
-    simulate,
-)
+from bitstream.channel import gaussian_kl_bits, reconstruct, simulate
+from bitstream.index_law import IndexModel, decode_indices, encode_indices
 from bitstream import noise as noise_module
 from bitstream.noise import (
     LANE_NORMAL,
@@ -183,12 +177,13 @@ def test_compiled_log_weights_match_numpy_normals(d):
 
 def test_blocking_does_not_change_selection(monkeypatch):
     import bitstream.channel as ch
+    import bitstream.scoring as scoring
 
     rng = np.random.default_rng(1)
     nz = SharedNoise(5)
     q_mean, q_std, p_mean, p_std = _setup(33, rng)
     ref = simulate(q_mean, q_std, p_mean, p_std, nz, 3, 11)
-    monkeypatch.setattr(ch, "CANDIDATES_PER_BLOCK", 100)  # 100 candidates a block, ragged tail
+    monkeypatch.setattr(scoring, "CANDIDATES_PER_BLOCK", 100)  # 100 candidates a block, ragged tail
     got = ch.simulate(q_mean, q_std, p_mean, p_std, nz, 3, 11)
     assert got[0] == ref[0] and np.array_equal(got[1], ref[1])
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from bitstream import channel
+from bitstream import channel, scoring
 from bitstream.channel import log_weight_coefficients, reconstruct, simulate
 from bitstream.kernels import CompiledScorer
 from bitstream.noise import SharedNoise, philox4x64_10_reference, stream_key
@@ -137,7 +137,7 @@ def test_passes_and_segments_do_not_change_the_index(device, monkeypatch):
     noise = SharedNoise(31)
     q_mean, q_std, p_mean, p_std = call_with_kl(9, 8.0, rng)
     a, b, c = log_weight_coefficients(q_mean, q_std, p_mean, p_std)
-    monkeypatch.setattr(channel, "CANDIDATES_PER_BLOCK", 300)  # 300 candidates a segment, ragged tail
+    monkeypatch.setattr(scoring, "CANDIDATES_PER_BLOCK", 300)  # 300 candidates a segment, ragged tail
     ref = CompiledScorer().best_index(noise.seed, (2, 1), a, b, c, 11)
     for work_bytes in (None, 20_000):  # one pass per segment; 7 candidates a pass
         scorer = TorchScorer(device, work_bytes)

@@ -26,9 +26,9 @@ from diffcodec.codec import (
 )
 from diffcodec.codec import cost
 from diffcodec.codec.config import max_finite_psnr
+from diffcodec.codec.plan import make_plan
 from diffcodec.codec.stats import Target
 from diffcodec.images import CodecImage
-from diffcodec.plan import make_plan
 
 from helpers import run
 
@@ -205,7 +205,7 @@ def test_an_early_stop_ends_its_encode_bar_at_the_steps_it_coded(tmp_path):
 @pytest.mark.parametrize("seed", range(4))
 def test_record_size_lower_bound_never_exceeds_the_final_size(seed):
     """The budget check stops a record only when its bytes so far, at least, cannot fit."""
-    from bitstream.channel import IndexModel
+    from bitstream.index_law import IndexModel
     from bitstream.chunks import LevelModel
     from diffcodec.codec.records import RecordWriter
 

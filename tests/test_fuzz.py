@@ -32,8 +32,8 @@ from bitstream.container import FormatError, Header, pack_record, unpack
 from diffcodec import DamagedFileWarning, TruncatedFileWarning, decompress
 from diffcodec.checkpoint import load_model
 from diffcodec.codec import SCHEDULES
+from diffcodec.codec.plan import make_plan
 from diffcodec.errors import DiffcodecError
-from diffcodec.plan import make_plan
 
 from helpers import ONE_BYTE, header_fields, raw_header
 

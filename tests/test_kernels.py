@@ -57,7 +57,7 @@ def test_fast_log_weights_every_count_and_start():
 
 def test_scorer_chooses_the_reference_index():
     """CompiledScorer (fast log-weights) picks the argmin of the reference log-weights, 240 calls."""
-    from bitstream import channel
+    from bitstream import scoring
 
     rng = np.random.default_rng(2026)
     scorer = kernels.CompiledScorer()
@@ -73,7 +73,7 @@ def test_scorer_chooses_the_reference_index():
         score = np.log(np.cumsum(noise.exponentials(stream, 0, 1 << k))) - logw
         assert got == int(np.argmin(score)), call
         gaps.append(np.diff(np.sort(score)[:2])[0])
-    assert 1 << k <= channel.CANDIDATES_PER_BLOCK
+    assert 1 << k <= scoring.CANDIDATES_PER_BLOCK
     assert min(gaps) > 0
 
 

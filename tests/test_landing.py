@@ -14,7 +14,7 @@ import pytest
 from bitstream.container import ENDING_VERSION, RecordLayout, pack, unpack
 from diffcodec.codec import CodecError, Stop, compress, decompress
 from diffcodec.codec.landing import Attempt, land
-from diffcodec.plan import make_plan
+from diffcodec.codec.plan import make_plan
 
 from helpers import FAST, cifar_image, needs_data, perturbed
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bitstream import portable_math as pm
-from bitstream.channel import IndexModel
+from bitstream.index_law import IndexModel
 from bitstream.chunks import MAX_LEVEL, LevelModel, _delta_model, chunk_count
 from bitstream.residual import portable_gaussian_probs, portable_sigma, residual_law, sigma
 

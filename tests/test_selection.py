@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bitstream import noise32, selection
-from bitstream.channel import IndexModel, decode_indices, encode_indices
+from bitstream.index_law import IndexModel, decode_indices, encode_indices
 from bitstream.container import SELECTION_GREEDY, FormatError, Header, crc16
 from bitstream.selection import EXACT, GREEDY, SelectionRule, log_arrival_times, select, select_step, step_coefficients
 

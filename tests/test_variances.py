@@ -15,7 +15,8 @@ from diffcodec.checkpoint import Model
 from diffcodec.errors import CheckpointError
 from diffcodec.nll import OPTIMAL, evaluate_dataset
 from diffcodec.schedule import ScheduleConfig
-from diffcodec.variances import ErrorTable, default_grid, estimate, interpolate, table_from_samples
+from diffcodec.variance_estimation import default_grid, estimate, interpolate, table_from_samples
+from diffcodec.variances import ErrorTable
 
 S = 0.25  # standard deviation of the data on the [−1, 1] scale
 SCHEDULE = ScheduleConfig()

@@ -3,7 +3,7 @@
 Encoding an image x_0 (``compress``):
 
 1. x_T is drawn from the shared seed (p(x_T) = N(0, I); KL to q(x_T|x_0) ≈ 1e-5 bits/dim).
-2. For each coded step t → s of the plan (``diffcodec.plan``), x_s ~ q(x_s|x_t, x_0) is sent
+2. For each coded step t → s of the plan (``diffcodec.codec.plan``), x_s ~ q(x_s|x_t, x_0) is sent
    by channel simulation against p_θ(x_s|x_t) = N(μ̃(x̂_0(x_t), x_t), σ²) (``bitstream.channel``):
    the step's dimensions are shuffled and split into chunks of about B bits of KL each
    (``bitstream.chunks``), one candidate index per chunk, chosen by the file's selection rule

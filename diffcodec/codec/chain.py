@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from bitstream import chunks as chunking
-from bitstream.channel import IndexModel
 from bitstream.channel import reconstruct as channel_reconstruct
 from bitstream.container import Header, ImageMode, VarianceChoice
+from bitstream.index_law import IndexModel
 from bitstream.noise import SharedNoise
 from bitstream.noise32 import SharedNoise32
 
@@ -32,9 +32,9 @@ from ..checkpoint import Model
 from ..diffusion import GaussianDiffusion
 from ..errors import DiffcodecError
 from ..images import CodecImage
-from ..plan import StepPlan
 from ..schedule import ScheduleConfig
 from ..tiling import Tiling, tiled
+from .plan import StepPlan
 
 SCHEDULES = {0: ScheduleConfig()}  # schedule ids of the format (FORMAT.md); never change one
 XT_STREAM = (0, 0)  # shared-noise stream of x_T

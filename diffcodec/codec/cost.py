@@ -39,10 +39,10 @@ from dataclasses import dataclass, replace
 from bitstream.container import RecordLayout
 
 from ..checkpoint import Model
-from ..plan import make_plan
 from ..tiling import Tiling, network_windows
 from .chain import padded_size
 from .config import CodecConfig, call_size, reachable, resolve_t_stop, tiling_for
+from .plan import make_plan
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from bitstream.selection import SelectionRule
 
 from ..checkpoint import Model, load_model
 from ..images import CodecImage
-from ..plan import make_plan
 from ..reconstruct import Reconstruction, reconstruct
 from .chain import (
     SCHEDULES,
@@ -31,6 +30,7 @@ from .chain import (
 )
 from .limits import DEFAULT_MAX_PIXELS, check_pixels
 from ..models import shipped_model_for_hash
+from .plan import make_plan
 from .records import read_steps
 
 @dataclass

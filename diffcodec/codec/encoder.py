@@ -17,7 +17,6 @@ from bitstream.selection import EXACT, SelectionRule, select_step, step_coeffici
 
 from ..checkpoint import Model
 from ..images import CodecImage
-from ..plan import make_plan
 from ..tiling import Tiling
 from .chain import (
     GUARD_MARGIN,
@@ -36,6 +35,7 @@ from .config import (DEFAULT_STOP, CodecConfig, Stop, call_size, format_version,
                      selection_rule, tiling_for)
 from .landing import Attempt, enough, land
 from .limits import DEFAULT_MAX_PIXELS, check_pixels
+from .plan import make_plan
 from .records import RecordWriter
 from .stats import ChainHealth, CodedSettings, EncodeStats, FullRateRetry, RecordStats, StepStats, Target, psnr
 

@@ -6,7 +6,7 @@ import constriction
 import numpy as np
 
 from bitstream import chunks as chunking
-from bitstream.channel import IndexModel
+from bitstream.index_law import IndexModel
 
 from .chain import CodecError
 

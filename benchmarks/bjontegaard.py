@@ -1,30 +1,37 @@
-"""Bjøntegaard delta rate (VCEG-M33): the average rate difference between two rate–distortion
-curves over the quality range they share, from cubic fits of log rate against quality."""
+"""Bjøntegaard delta rate: the average rate difference between two rate–distortion curves over
+the quality range they share, from the ``bjontegaard`` package's piecewise cubic (PCHIP)
+interpolation of log rate against quality, the method of the video-coding common test conditions.
+
+Our curve conventions stay here: which points count, what a curve needs, and None where the
+quality ranges do not overlap (the package would warn and give NaN)."""
 
 from __future__ import annotations
 
+import bjontegaard
 import numpy as np
+
+
+def _curve(rate, quality) -> tuple[np.ndarray, np.ndarray]:
+    """The points of a curve that count (finite quality, positive rate), in increasing quality;
+    points of equal quality are merged at the mean of their log rates (PCHIP needs a function)."""
+    rate, quality = np.asarray(rate, float), np.asarray(quality, float)
+    keep = np.isfinite(quality) & (rate > 0)
+    quality, at = np.unique(quality[keep], return_inverse=True)
+    if quality.size < 2:
+        raise ValueError("a curve needs at least two finite points of different quality")
+    log_rate = np.bincount(at, np.log(rate[keep])) / np.bincount(at)
+    return np.exp(log_rate), quality
 
 
 def bd_rate(rate_ref, quality_ref, rate_test, quality_test) -> float | None:
     """Percent rate change of ``test`` against ``ref`` at equal quality (negative: ``test`` is
-    smaller). Each curve needs ≥ 2 points (cubic fits from 4, lower degree below); None when
-    the quality ranges do not overlap."""
-    fits, ranges = [], []
-    for rate, quality in ((rate_ref, quality_ref), (rate_test, quality_test)):
-        rate, quality = np.asarray(rate, float), np.asarray(quality, float)
-        keep = np.isfinite(quality) & (rate > 0)
-        rate, quality = rate[keep], quality[keep]
-        if rate.size < 2:
-            raise ValueError("a curve needs at least two finite points")
-        fits.append(np.polyfit(quality, np.log(rate), min(3, rate.size - 1)))
-        ranges.append((quality.min(), quality.max()))
-    low, high = max(r[0] for r in ranges), min(r[1] for r in ranges)
-    if high <= low:
+    smaller). Each curve needs ≥ 2 points (two: linear in log rate); None when the quality
+    ranges do not overlap."""
+    (rate_ref, quality_ref), (rate_test, quality_test) = _curve(rate_ref, quality_ref), _curve(rate_test, quality_test)
+    if min(quality_ref[-1], quality_test[-1]) <= max(quality_ref[0], quality_test[0]):
         return None
-    integrals = [np.polyval(np.polyint(f), high) - np.polyval(np.polyint(f), low) for f in fits]
-    mean_log_ratio = (integrals[1] - integrals[0]) / (high - low)
-    return float((np.exp(mean_log_ratio) - 1) * 100)
+    return float(bjontegaard.bd_rate(rate_ref, quality_ref, rate_test, quality_test, method="pchip",
+                                     require_matching_points=False, min_overlap=0))
 
 
 def overlap(quality_a, quality_b) -> tuple[float, float] | None:

@@ -181,7 +181,7 @@ def main(argv=None) -> int:
         f"Model `{model.name}` on {data}. bpp from real file bytes with headers (diffcodec: the prefix "
         f"of a file ending at a record boundary, {header} header bytes and 3 framing bytes per record "
         f"included). PSNR-RGB and MS-SSIM-RGB are means over images (MS-SSIM convention in "
-        f"`benchmarks/metrics.py`). BD-rate (Bjøntegaard, cubic fit of log rate against quality, over "
+        f"`benchmarks/metrics.py`). BD-rate (Bjøntegaard, piecewise cubic interpolation of log rate against quality, over "
         f"the shared quality range given in brackets): negative means diffcodec needs fewer bits.\n",
         "## BD-rate of diffcodec against each classic codec\n",
         report.table(["diffcodec", "against", "BD-rate (PSNR)", "BD-rate (MS-SSIM)"], bd_rows),

@@ -87,7 +87,7 @@ def main(argv=None) -> int:
 
 def _near(psnr: list[float], low: float, high: float) -> np.ndarray:
     """Indices of the points within [low, high], with one more on each side where there is one
-    (the prefixes far below the other curve's range would only bend the cubic fit)."""
+    (the prefixes far below the other curve's range take no part in the comparison)."""
     order = np.argsort(psnr)
     inside = [k for k, i in enumerate(order) if low <= psnr[i] <= high]
     if not inside:

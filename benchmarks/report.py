@@ -24,9 +24,8 @@ _PACKAGES = ("torch", "numpy", "numba", "constriction", "pillow", "pillow-jxl-pl
 
 
 def model_tag(model_name: str) -> str:
-    """The part of a report's file names that names its model: nothing for ``default`` (whose
-    reports came first), ``-<name>`` for any other."""
-    return "" if model_name == "default" else f"-{model_name}"
+    """The part of a report's file names that names its model: ``-<name>``, ``default``'s too."""
+    return f"-{model_name}"
 
 
 def results_dir(dataset: str, quick: bool = False) -> Path:

@@ -16,7 +16,7 @@ import pytest
 
 from benchmarks.bjontegaard import bd_rate
 
-# benchmarks/results/cifar10/compare-webp.json and compare-diffcodec-mean.json (model default)
+# benchmarks/results/cifar10/compare-default-webp.json and compare-default-diffcodec-mean.json
 WEBP_BPP = [0.73546875, 0.99859375, 1.12625, 1.29, 1.4228125, 1.531875, 1.64296875, 1.75203125, 1.97375,
             2.19109375, 2.40265625, 2.6196875, 2.74640625, 3.19703125, 3.74609375, 4.559375, 5.29984375,
             5.81734375, 6.5509375, 7.26625]
@@ -43,7 +43,7 @@ CASES = {
                      -9.9018069796319, -0.08482981236961),
     "four points": (([100, 200, 400, 800], [30.0, 33.0, 36.0, 38.5], [90, 185, 380, 790], [30.2, 33.1, 36.3, 38.6]),
                     -10.491164310286049, -0.09659453053236),
-    # a stored report's figures: compare.md's "diffcodec mean against WebP" (-1.1 % and -22.8 %)
+    # a stored report's figures: compare-default.md's "diffcodec mean against WebP" (-1.1 % and -22.8 %)
     "cifar10 mean vs webp, PSNR": ((WEBP_BPP, WEBP_PSNR, MEAN_BPP, MEAN_PSNR), -1.1006588466731637, -0.13033395019659),
     "cifar10 mean vs webp, MS-SSIM": ((WEBP_BPP, WEBP_MS_SSIM, MEAN_BPP, MEAN_MS_SSIM),
                                       -22.75065074121162, 20.21151449585206),

@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import report
-from .bjontegaard import bd_rate, overlap
+from .common import report
+from .common.bjontegaard import bd_rate, overlap
 
 QUALITIES = {"psnr-rgb": "PSNR", "ms-ssim-rgb": "MS-SSIM"}
 

@@ -30,10 +30,10 @@ from diffcodec.checkpoint import load_model
 from diffcodec.codec import CodecConfig, Stop, compress
 from diffcodec.images import from_pil
 
-from . import datasets, report
-from .bjontegaard import bd_rate, overlap
+from .common import datasets, report
+from .common.bjontegaard import bd_rate, overlap
 from .classic import measure
-from .pillow_codecs import Codec
+from .common.pillow_codecs import Codec
 
 OUT = report.results_dir("kodak")
 

@@ -37,9 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import datasets, report
-from .pillow_codecs import LosslessCodec, roundtrip
-from .practice import encode_missing
+from .common import datasets, report
+from .common.pillow_codecs import LosslessCodec, roundtrip
+from .common.practice import encode_missing
 
 DDC_NAME = re.compile(r"cifar10-test-(\d{4})\.ddc$")
 REFERENCE_CIFAR = {LosslessCodec.PNG: 5.87, LosslessCodec.WEBP: 4.71, LosslessCodec.JXL: 4.08}  # 1,017 images

@@ -24,11 +24,11 @@ from diffcodec.checkpoint import load_model
 from diffcodec.codec import decompress
 from diffcodec.model_choice import shipped_model_for_hash
 
-from . import datasets
-from .bjontegaard import bd_rate, overlap
+from .common import datasets
+from .common.bjontegaard import bd_rate, overlap
 from .classic import sweep
-from .metrics import psnr_rgb
-from .pillow_codecs import Codec
+from .common.metrics import psnr_rgb
+from .common.pillow_codecs import Codec
 
 
 def main(argv=None) -> int:

@@ -29,11 +29,11 @@ from bitstream.selection import SelectionRule
 from diffcodec.codec import CodecConfig, Stop, call_size, resolve_t_stop
 from diffcodec.nll import OPTIMAL
 
-from . import datasets, paper, report
-from .bjontegaard import bd_rate
-from .metrics import psnr_from_rmse
-from .practice import decode_prefixes, encode_missing, header_bytes, lossless_point, operating_points
-from .theory import cache_path, describe_ideal, ideal_curve, load_document, rate_after, report_bound, rmse_at
+from .common import datasets, paper, report
+from .common.bjontegaard import bd_rate
+from .common.metrics import psnr_from_rmse
+from .common.practice import decode_prefixes, encode_missing, header_bytes, lossless_point, operating_points
+from .common.theory import cache_path, describe_ideal, ideal_curve, load_document, rate_after, report_bound, rmse_at
 
 NEAREST_WITHIN = 60  # steps: a record further from a Table 4 row is not shown on it
 RMSE_TOLERANCE = 0.03  # practice RMSE vs the same images' bound: coded x_t follow q(x_t|x_0)

@@ -22,9 +22,9 @@ import sys
 
 from diffcodec.checkpoint import load_model
 
-from . import datasets, paper, report
-from .metrics import psnr_from_rmse
-from .theory import bound_document, cache_path, load_document
+from .common import datasets, paper, report
+from .common.metrics import psnr_from_rmse
+from .common.theory import bound_document, cache_path, load_document
 
 VARIANCES = {"fixedlarge": "σ² = β (the paper's)", "fixedsmall": "σ² = β̃",
              "optimal": "σ² = σ*² (optimal, from training data)"}

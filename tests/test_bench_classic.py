@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from benchmarks import datasets, report
-from benchmarks.pillow_codecs import LosslessCodec, roundtrip
+from benchmarks.common import datasets, report
+from benchmarks.common.pillow_codecs import LosslessCodec, roundtrip
 
 CIFAR = datasets.SHARED_DATA / "cifar-10-subset"
 needs_cifar = pytest.mark.skipif(not CIFAR.is_dir(), reason=f"{CIFAR} not present")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.bjontegaard import bd_rate
+from benchmarks.common.bjontegaard import bd_rate
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR = ROOT.parent / "shared" / "data" / "cifar-10-subset"
@@ -44,7 +44,7 @@ def closed_form_bound(optimal: bool = True) -> dict:
 
 
 def test_ideal_curve_of_a_closed_form_bound():
-    from benchmarks.theory import ideal_curve
+    from benchmarks.common.theory import ideal_curve
 
     curve = ideal_curve(closed_form_bound())
     psnr = np.linspace(15, 45, 30)  # 30 points evenly spaced in PSNR over the window [15, 45] dB
@@ -65,7 +65,7 @@ def test_ideal_curve_of_a_closed_form_bound():
 
 
 def test_pooled_psnr_is_that_of_the_mean_mse():
-    from benchmarks.metrics import pooled_psnr, psnr_from_rmse
+    from benchmarks.common.metrics import pooled_psnr, psnr_from_rmse
 
     # MSEs 255²/100 and 255²/10⁴: their mean is 255² · 0.00505
     assert pooled_psnr([20.0, 40.0]) == pytest.approx(-10 * np.log10(0.00505))
@@ -211,12 +211,12 @@ def test_default_curves_are_shown_beside_only_for_the_same_images(tmp_path):
 def test_local_evaluation_quick_pairs_the_tilings(results):
     """One tile covering the crop is the whole-image evaluation: the paired difference is exactly 0;
     tiles of 16 are another function and differ."""
-    run("local_evaluation", results)
+    run("studies.local_evaluation", results)
     doc = json.loads((results / "quick" / "kodak" / "local_evaluation-photo-c32.json").read_text())
     whole, one_tile, small = doc["rows"]
     assert whole["difference"] == 0 and one_tile["difference"] == 0 and one_tile["work_ratio"] == 1
     assert small["difference"] != 0 and small["work_ratio"] > 1 and small["largest_window_pixels"] < 32 * 32
-    check_report(results / "quick" / "kodak" / "local_evaluation-photo-c32.md", "python -m benchmarks.local_evaluation --quick")
+    check_report(results / "quick" / "kodak" / "local_evaluation-photo-c32.md", "python -m benchmarks.studies.local_evaluation --quick")
 
 
 @pytest.mark.skipif(not (ROOT.parent / "shared" / "data" / "kodak").exists(), reason="../shared/data/kodak not present")

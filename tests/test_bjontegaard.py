@@ -3,7 +3,7 @@ replaced (cubic least-squares fits of log rate against quality, of degree min(3,
 
 Those figures were computed with that code (commit a7261e9) and are pinned here. The package's
 ``method="cubic"`` is the same fit, so it gives them to rounding wherever both curves have four
-points or more. ``benchmarks.bjontegaard.bd_rate`` uses its ``"pchip"`` (piecewise cubic
+points or more. ``benchmarks.common.bjontegaard.bd_rate`` uses its ``"pchip"`` (piecewise cubic
 interpolation, the video-coding common test conditions' method), which agrees exactly where log
 rate is linear in quality (two-point curves, log-linear curves) and elsewhere differs by the
 measured amounts pinned below, to 1e-6 percentage points."""
@@ -14,7 +14,7 @@ import bjontegaard
 import numpy as np
 import pytest
 
-from benchmarks.bjontegaard import bd_rate
+from benchmarks.common.bjontegaard import bd_rate
 
 # benchmarks/results/cifar10/compare-default-webp.json and compare-default-diffcodec-mean.json
 WEBP_BPP = [0.73546875, 0.99859375, 1.12625, 1.29, 1.4228125, 1.531875, 1.64296875, 1.75203125, 1.97375,

@@ -5,7 +5,7 @@ equal PSNR and at equal MS-SSIM, from two CompressAI results files of the same i
 second run: what a change costs apart from a fixed number of header bytes.
 
 Usage:
-  python -m benchmarks.bd_between benchmarks/results/cifar10/compare-diffcodec-mean.json \\
+  python -m benchmarks.bd_between benchmarks/results/cifar10/compare-default-diffcodec-mean.json \\
       benchmarks/results/cifar10/v2-to-v3-first100/compare-v3-diffcodec-mean.json --minus-bytes 4 --pixels 1024
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import report
-from .bjontegaard import bd_rate, overlap
+from .common import report
+from .common.bjontegaard import bd_rate, overlap
 
 QUALITIES = {"psnr-rgb": "PSNR", "ms-ssim-rgb": "MS-SSIM"}
 

@@ -11,7 +11,7 @@ the PSNR of the pooled MSE: the files against it, it against each classic codec,
 against each classic codec in that convention too.
 
 Usage:
-  python -m benchmarks.compare --dataset cifar10 --limit 100         # files in results/cifar10/ddc/
+  python -m benchmarks.compare --dataset cifar10 --limit 100         # files in results/cifar10/ddc-default/
   python -m benchmarks.compare --dataset kodak --limit 4 --crop 128 --upto-t 30 --candidates 8 --chunk-bits 3
   python -m benchmarks.compare --quick                               # 2 CIFAR images, minutes
   python -m benchmarks.compare --dataset kodak --crop 256 --model photo --bound benchmarks/results/kodak/nll_photo-c256.json ...
@@ -30,13 +30,13 @@ from diffcodec.checkpoint import load_model
 from bitstream.selection import SelectionRule
 from diffcodec.codec import CodecConfig
 
-from . import datasets, report
+from .common import datasets, report
 from .bd_between import bd_rates
 from .classic import is_small, sweep
-from .metrics import psnr_from_rmse
-from .pillow_codecs import Codec
-from .practice import decode_prefixes, encode_missing, header_bytes, operating_points
-from .theory import describe_ideal, ideal_curve, load_document, report_bound
+from .common.metrics import psnr_from_rmse
+from .common.pillow_codecs import Codec
+from .common.practice import decode_prefixes, encode_missing, header_bytes, operating_points
+from .common.theory import describe_ideal, ideal_curve, load_document, report_bound
 
 RECONSTRUCTIONS = {"mean": "x̂_0 (eq. 15)", "flow": "probability flow from x_t"}
 
@@ -72,7 +72,7 @@ def stored_default_curves(out: Path, suffix: str, data: str) -> dict:
     names them), to show beside another model's; empty where that report is missing or other."""
     curves = {}
     for how in RECONSTRUCTIONS:
-        path = out / f"compare{suffix}-diffcodec-{how}.json"
+        path = out / f"compare{report.model_tag('default')}{suffix}-diffcodec-{how}.json"
         if path.exists():
             doc = json.loads(path.read_text())
             if doc.get("description", "").endswith(f"of {data}"):
@@ -175,13 +175,13 @@ def main(argv=None) -> int:
               for b, p, m in zip(c["bpp"], c["psnr-rgb"], c["ms-ssim-rgb"])
               if name.startswith(("diffcodec", "default"))]
     beside_note = (f"\n`default`'s curves (rows `default …`) are read from its own report on the same images "
-                   f"(`compare{crop}.md`, made with the encoder settings given there).\n"
+                   f"(`compare{report.model_tag('default')}{crop}.md`, made with the encoder settings given there).\n"
                    if beside else "")
     body = "\n".join([
         f"Model `{model.name}` on {data}. bpp from real file bytes with headers (diffcodec: the prefix "
         f"of a file ending at a record boundary, {header} header bytes and 3 framing bytes per record "
         f"included). PSNR-RGB and MS-SSIM-RGB are means over images (MS-SSIM convention in "
-        f"`benchmarks/metrics.py`). BD-rate (Bjøntegaard, cubic fit of log rate against quality, over "
+        f"`benchmarks/common/metrics.py`). BD-rate (Bjøntegaard, piecewise cubic interpolation of log rate against quality, over "
         f"the shared quality range given in brackets): negative means diffcodec needs fewer bits.\n",
         "## BD-rate of diffcodec against each classic codec\n",
         report.table(["diffcodec", "against", "BD-rate (PSNR)", "BD-rate (MS-SSIM)"], bd_rows),

@@ -30,10 +30,10 @@ from diffcodec.checkpoint import load_model
 from diffcodec.codec import CodecConfig, Stop, compress
 from diffcodec.images import from_pil
 
-from . import datasets, report
-from .bjontegaard import bd_rate, overlap
+from .common import datasets, report
+from .common.bjontegaard import bd_rate, overlap
 from .classic import measure
-from .pillow_codecs import Codec
+from .common.pillow_codecs import Codec
 
 OUT = report.results_dir("kodak")
 
@@ -65,8 +65,8 @@ def classic_curves(image: datasets.EvalImage, codecs: list[Codec]) -> dict:
     return out
 
 
-# Points below this PSNR (the first records, x̂_0 at t ≈ 900 is noise) are left out of every fit: a
-# cubic through 7–37 dB would be shaped by points no codec comparison uses.
+# Points below this PSNR (the first records, x̂_0 at t ≈ 900 is noise) are left out of every BD-rate:
+# real against ideal would otherwise be averaged down to 7 dB, where no codec comparison goes.
 PSNR_FLOOR = 20.0
 
 

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import datasets, report
-from .metrics import psnr_rgb
+from .common import datasets, report
+from .common.metrics import psnr_rgb
 
 CHILD = ("import resource, runpy, sys\n"
          "sys.argv = ['diffcodec'] + sys.argv[1:]\n"

@@ -15,12 +15,12 @@ Bits per dimension = file bytes·8 / (3·H·W), headers included, averaged over 
              images and on the images diffcodec covers.
 
 Usage:
-  python -m benchmarks.lossless                      # files of benchmarks/results/cifar10/ddc/
+  python -m benchmarks.lossless                      # files of benchmarks/results/cifar10/ddc-default/
   python -m benchmarks.lossless --quick              # 2 diffcodec encodes, 3 images: a smoke test
   python -m benchmarks.lossless --ddc-dir DIR --kodak
 
-Writes ``lossless.json`` (one entry per codec and image set, as parallel lists), ``lossless.png``
-and ``lossless.md`` into ``benchmarks/results/cifar10/`` (``results/quick/cifar10/`` with ``--quick``).
+Writes ``lossless-<model>.json`` (one entry per codec and image set, as parallel lists),
+``lossless-<model>.png`` and ``lossless-<model>.md`` into ``benchmarks/results/cifar10/`` (``results/quick/cifar10/`` with ``--quick``).
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import datasets, report
-from .pillow_codecs import LosslessCodec, roundtrip
-from .practice import encode_missing
+from .common import datasets, report
+from .common.pillow_codecs import LosslessCodec, roundtrip
+from .common.practice import encode_missing
 
 DDC_NAME = re.compile(r"cifar10-test-(\d{4})\.ddc$")
 REFERENCE_CIFAR = {LosslessCodec.PNG: 5.87, LosslessCodec.WEBP: 4.71, LosslessCodec.JXL: 4.08}  # 1,017 images
@@ -296,7 +296,7 @@ def _ranges(indices: list[int]) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ddc-dir", type=Path, default=None, help="the model's full-rate files (default: "
-                    "results/cifar10/ddc[-<model>], as rd_curve writes them)")
+                    "results/cifar10/ddc-<model>, as rd_curve writes them)")
     ap.add_argument("--limit", type=int, default=None, help="classic codecs on the first N images (default all)")
     ap.add_argument("--kodak", action="store_true", help="also the classic codecs on Kodak")
     ap.add_argument("--bound", type=Path, default=None, help="the model's bound (default: results/cifar10/"

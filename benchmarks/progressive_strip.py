@@ -24,11 +24,11 @@ from diffcodec.checkpoint import load_model
 from diffcodec.codec import decompress
 from diffcodec.models import shipped_model_for_hash
 
-from . import datasets
-from .bjontegaard import bd_rate, overlap
+from .common import datasets
+from .common.bjontegaard import bd_rate, overlap
 from .classic import sweep
-from .metrics import psnr_rgb
-from .pillow_codecs import Codec
+from .common.metrics import psnr_rgb
+from .common.pillow_codecs import Codec
 
 
 def main(argv=None) -> int:
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
 
 def _near(psnr: list[float], low: float, high: float) -> np.ndarray:
     """Indices of the points within [low, high], with one more on each side where there is one
-    (the prefixes far below the other curve's range would only bend the cubic fit)."""
+    (the prefixes far below the other curve's range take no part in the comparison)."""
     order = np.argsort(psnr)
     inside = [k for k, i in enumerate(order) if low <= psnr[i] <= high]
     if not inside:

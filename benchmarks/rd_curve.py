@@ -3,8 +3,8 @@ step by the paper's method (theory), and from real ``.ddc`` files at the records
 (practice), on one plot with the paper's Table 4 points.
 
 Usage:
-  python -m benchmarks.rd_curve --dataset cifar10 --limit 100   # files in results/cifar10/ddc/
-  python -m benchmarks.rd_curve --dataset kodak --crop 64        # 24 centre crops, results/kodak/ddc-c64/
+  python -m benchmarks.rd_curve --dataset cifar10 --limit 100   # files in results/cifar10/ddc-default/
+  python -m benchmarks.rd_curve --dataset kodak --crop 64        # 24 centre crops, results/kodak/ddc-default-c64/
   python -m benchmarks.rd_curve --quick                         # 2 images, fast encoder, minutes
 
 Files missing from the folder are encoded first (at full rate, with the encoder's defaults
@@ -13,7 +13,7 @@ the same images (σ² = β, the paper's), and, when present, of the whole data s
 (``nll_<model>[-c<crop>].json`` from ``python -m benchmarks.split``).  Beside the files, the
 model's ideal curve (the same images' bound under σ*², the variances the files are coded with:
 ``theory.ideal_curve``) and the BD-rate of the files' mean reconstructions against it, both by
-the PSNR of the pooled MSE.  Outputs are named ``rd_curve[-c<crop>].{json,md,png}``.
+the PSNR of the pooled MSE.  Outputs are named ``rd_curve-<model>[-c<crop>].{json,md,png}``.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from bitstream.selection import SelectionRule
 from diffcodec.codec import CodecConfig, Stop, call_size, resolve_t_stop
 from diffcodec.nll import OPTIMAL
 
-from . import datasets, paper, report
-from .bjontegaard import bd_rate
-from .metrics import psnr_from_rmse
-from .practice import decode_prefixes, encode_missing, header_bytes, lossless_point, operating_points
-from .theory import cache_path, describe_ideal, ideal_curve, load_document, rate_after, report_bound, rmse_at
+from .common import datasets, paper, report
+from .common.bjontegaard import bd_rate
+from .common.metrics import psnr_from_rmse
+from .common.practice import decode_prefixes, encode_missing, header_bytes, lossless_point, operating_points
+from .common.theory import cache_path, describe_ideal, ideal_curve, load_document, rate_after, report_bound, rmse_at
 
 NEAREST_WITHIN = 60  # steps: a record further from a Table 4 row is not shown on it
 RMSE_TOLERANCE = 0.03  # practice RMSE vs the same images' bound: coded x_t follow q(x_t|x_0)

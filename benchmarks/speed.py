@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import datasets, report
-from .metrics import psnr_rgb
+from .common import datasets, report
+from .common.metrics import psnr_rgb
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ import sys
 
 from diffcodec.checkpoint import load_model
 
-from . import datasets, paper, report
-from .metrics import psnr_from_rmse
-from .theory import bound_document, cache_path, load_document
+from .common import datasets, paper, report
+from .common.metrics import psnr_from_rmse
+from .common.theory import bound_document, cache_path, load_document
 
 VARIANCES = {"fixedlarge": "σ² = β (the paper's)", "fixedsmall": "σ² = β̃",
              "optimal": "σ² = σ*² (optimal, from training data)"}
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
     body = (f"The exact bound of `{model.name}` on {data}: rate = L_T + Σ_{{t≥2}} KL_t, "
             f"distortion = L_0 (discretised Gaussian, exact normal CDF), T = 1000 terms per image, "
             f"a fresh x_t ~ q(x_t|x_0) per t as the paper's code. These are ideal code lengths; "
-            f"real files are in `rd_curve.md` and `lossless.md`.\n\n"
+            f"real files are in `rd_curve-<model>.md` and `lossless-<model>.md`.\n\n"
             + report.table(header, table_rows)
             + f"\n\nPSNR of x̂_0(x_1): {psnr_from_rmse(doc['rmse_0_255']):.2f} dB. Prior term L_T: "
             f"{doc['prior_bits_per_dim']:.2e} bits/dim.\n" + optimal_note(doc))

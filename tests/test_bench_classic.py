@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from benchmarks import datasets, report
-from benchmarks.pillow_codecs import LosslessCodec, roundtrip
+from benchmarks.common import datasets, report
+from benchmarks.common.pillow_codecs import LosslessCodec, roundtrip
 
 CIFAR = datasets.SHARED_DATA / "cifar-10-subset"
 needs_cifar = pytest.mark.skipif(not CIFAR.is_dir(), reason=f"{CIFAR} not present")
@@ -78,7 +78,7 @@ def lossless_quick():
 
 @needs_cifar
 def test_lossless_quick_files(lossless_quick):
-    doc = report.read_compressai(lossless_quick / "lossless.json")
+    doc = report.read_compressai(lossless_quick / "lossless-default.json")
     res = doc["results"]
     assert len({len(v) for v in res.values()}) == 1
     rows = [dict(zip(res, values)) for values in zip(*res.values())]
@@ -89,9 +89,9 @@ def test_lossless_quick_files(lossless_quick):
         assert r["bpp"] == pytest.approx(3 * r["bits_per_dim"])
     (dc,) = [r for r in rows if r["codec"] == "diffcodec"]
     assert dc["images"] == 2 and dc["exact"] == 2 and dc["bits_per_dim"] > 0
-    md = (lossless_quick / "lossless.md").read_text()
+    md = (lossless_quick / "lossless-default.md").read_text()
     check_provenance(md, "lossless")
     assert "5.87" in md and "4.71" in md  # reference figures next to the measured figures
     assert "4.08" in md or not LosslessCodec.JXL.available()
-    assert (lossless_quick / "lossless.png").stat().st_size > 0
+    assert (lossless_quick / "lossless-default.png").stat().st_size > 0
     json.dumps(doc)  # plain JSON throughout

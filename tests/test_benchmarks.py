@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.bjontegaard import bd_rate
+from benchmarks.common.bjontegaard import bd_rate
 
 from helpers import CIFAR, ROOT
 
@@ -44,7 +44,7 @@ def closed_form_bound(optimal: bool = True) -> dict:
 
 
 def test_ideal_curve_of_a_closed_form_bound():
-    from benchmarks.theory import ideal_curve
+    from benchmarks.common.theory import ideal_curve
 
     curve = ideal_curve(closed_form_bound())
     psnr = np.linspace(15, 45, 30)  # 30 points evenly spaced in PSNR over the window [15, 45] dB
@@ -65,7 +65,7 @@ def test_ideal_curve_of_a_closed_form_bound():
 
 
 def test_pooled_psnr_is_that_of_the_mean_mse():
-    from benchmarks.metrics import pooled_psnr, psnr_from_rmse
+    from benchmarks.common.metrics import pooled_psnr, psnr_from_rmse
 
     # MSEs 255²/100 and 255²/10⁴: their mean is 255² · 0.00505
     assert pooled_psnr([20.0, 40.0]) == pytest.approx(-10 * np.log10(0.00505))
@@ -100,7 +100,7 @@ def check_report(md: Path, command: str):
 def test_split_quick(results):
     run("split", results)
     folder = results / "quick" / "cifar10"
-    doc = json.loads((folder / "split.json").read_text())
+    doc = json.loads((folder / "split-default.json").read_text())
     r = doc["results"]
     assert r["variance"] == ["fixedlarge", "fixedsmall", "optimal"]  # the default model has an error table
     for rate, dist, total, bpp in zip(r["rate_bits_per_dim"], r["distortion_bits_per_dim"],
@@ -109,8 +109,8 @@ def test_split_quick(results):
     assert r["distortion_bits_per_dim"][0] == r["distortion_bits_per_dim"][1]  # L_0 does not depend on σ_t², t ≥ 2
     assert r["rate_bits_per_dim"][2] < min(r["rate_bits_per_dim"][:2])  # the optimal variances' rate is the least
     assert doc["paper"]["total_bits_per_dim"] == 3.75
-    check_report(folder / "split.md", "python -m benchmarks.split --quick")
-    assert (folder / "split.png").stat().st_size > 1000
+    check_report(folder / "split-default.md", "python -m benchmarks.split --quick")
+    assert (folder / "split-default.png").stat().st_size > 1000
 
 
 @needs_cifar
@@ -118,7 +118,7 @@ def test_split_quick(results):
 def test_rd_curve_quick_practice_lies_on_theory(results):
     run("rd_curve", results)
     folder = results / "quick" / "cifar10"
-    doc = json.loads((folder / "rd_curve.json").read_text())
+    doc = json.loads((folder / "rd_curve-default.json").read_text())
     r = doc["results"]
     assert set(COMPRESSAI) <= r.keys() and len({len(v) for v in r.values()}) == 1
     assert r["t"] == sorted(r["t"], reverse=True) and r["bpp"] == sorted(r["bpp"])
@@ -133,14 +133,14 @@ def test_rd_curve_quick_practice_lies_on_theory(results):
     assert optimal < doc["lossless"]["theory_total_bits_per_dim"] < doc["lossless"]["bits_per_dim"]
     for bits, theory in zip(r["bits_per_dim"], r["theory_optimal_rate_bits_per_dim"]):
         assert bits > theory
-    assert "ratio σ*²" in (folder / "rd_curve.md").read_text()
+    assert "ratio σ*²" in (folder / "rd_curve-default.md").read_text()
     # x̂_0 of the coded chain is no worse than that of x_t ~ q(x_t|x_0) (the bound's, on the same
     # images): greedy files (the default) are better there, since their x_t lie nearer q's mean
     # (exact PFR's samples of q: tests/test_selection.py)
     for t, rmse, theory in zip(r["t"], r["rmse_0_255"], r["theory_rmse_0_255"]):
         assert 0.5 < rmse / theory < 1.15, (t, rmse, theory)
-    check_report(folder / "rd_curve.md", "python -m benchmarks.rd_curve --quick")
-    assert len(list((folder / "ddc").glob("cifar10-test-*.ddc"))) == 2
+    check_report(folder / "rd_curve-default.md", "python -m benchmarks.rd_curve --quick")
+    assert len(list((folder / "ddc-default").glob("cifar10-test-*.ddc"))) == 2
     # the model's ideal curve beside the files: 30 points even in PSNR over the files' range, σ*²
     ideal = doc["ideal_curve"]
     assert ideal["variance"] == "optimal" and len(ideal["bpp"]) == len(ideal["psnr"]) == 30
@@ -149,7 +149,7 @@ def test_rd_curve_quick_practice_lies_on_theory(results):
     assert ideal["psnr"][0] == pytest.approx(max(15, min(pooled))) and ideal["psnr"][-1] <= max(pooled) + 1e-9
     assert np.isfinite(ideal["bd_rate_files_vs_ideal"])
     assert ideal["bd_rate_files_vs_ideal"] == pytest.approx(bd_rate(ideal["bpp"], ideal["psnr"], r["bpp"], pooled))
-    text = (folder / "rd_curve.md").read_text()
+    text = (folder / "rd_curve-default.md").read_text()
     assert "model's ideal curve (bound, σ*²)" in text and f"{ideal['bd_rate_files_vs_ideal']:+.1f} %" in text
 
 
@@ -159,19 +159,19 @@ def test_compare_quick(results):
     out = run("compare", results)
     folder = results / "quick" / "cifar10"
     for name in ("diffcodec-mean", "diffcodec-flow", "jpeg420", "webp", "avif"):
-        doc = json.loads((folder / f"compare-{name}.json").read_text())
+        doc = json.loads((folder / f"compare-default-{name}.json").read_text())
         assert {"name", "description", "results"} <= doc.keys()
         r = doc["results"]
         assert set(COMPRESSAI) <= r.keys() and len({len(r[k]) for k in COMPRESSAI}) == 1
         assert all(0 < m <= 1 for m in r["ms-ssim-rgb"])
-    text = (folder / "compare.md").read_text()
+    text = (folder / "compare-default.md").read_text()
     assert "BD-rate" in text and "JPEG 4:2:0" in text
     assert "diffcodec mean" in out
     # the PSNR of the mean MSE, the ideal curve's convention, is at most the mean per-image PSNR
-    webp = json.loads((folder / "compare-webp.json").read_text())["results"]
+    webp = json.loads((folder / "compare-default-webp.json").read_text())["results"]
     assert all(p <= m + 1e-9 for p, m in zip(webp["psnr-rgb-pooled"], webp["psnr-rgb"]))
     # the model's ideal curve of the same images: against the files and each classic codec, finite
-    ideal = json.loads((folder / "compare-ideal.json").read_text())
+    ideal = json.loads((folder / "compare-default-ideal.json").read_text())
     assert ideal["variance"] == "optimal" and len(ideal["results"]["bpp"]) == 30
     pairs = {(row["test"], row["against"]): row["bd_rate"] for row in ideal["bd_rate_pooled_psnr"]}
     label = ideal["label"]
@@ -200,7 +200,7 @@ def test_default_curves_are_shown_beside_only_for_the_same_images(tmp_path):
     data = "Kodak PhotoCD, 12 of 24 images from kodak, centre crops 128×128"
     curve = {"bpp": [0.1, 1.0], "psnr-rgb": [20.0, 30.0]}
     for how in ("mean", "flow"):
-        (tmp_path / f"compare-c128-diffcodec-{how}.json").write_text(json.dumps(
+        (tmp_path / f"compare-default-c128-diffcodec-{how}.json").write_text(json.dumps(
             {"description": f"diffcodec, model default, x, prefixes of .ddc files of {data}", "results": curve}))
     assert stored_default_curves(tmp_path, "-c128", data) == {"default-mean": curve, "default-flow": curve}
     assert stored_default_curves(tmp_path, "-c128", data.replace("12 of", "4 of")) == {}
@@ -211,12 +211,12 @@ def test_default_curves_are_shown_beside_only_for_the_same_images(tmp_path):
 def test_local_evaluation_quick_pairs_the_tilings(results):
     """One tile covering the crop is the whole-image evaluation: the paired difference is exactly 0;
     tiles of 16 are another function and differ."""
-    run("local_evaluation", results)
+    run("studies.local_evaluation", results)
     doc = json.loads((results / "quick" / "kodak" / "local_evaluation-photo-c32.json").read_text())
     whole, one_tile, small = doc["rows"]
     assert whole["difference"] == 0 and one_tile["difference"] == 0 and one_tile["work_ratio"] == 1
     assert small["difference"] != 0 and small["work_ratio"] > 1 and small["largest_window_pixels"] < 32 * 32
-    check_report(results / "quick" / "kodak" / "local_evaluation-photo-c32.md", "python -m benchmarks.local_evaluation --quick")
+    check_report(results / "quick" / "kodak" / "local_evaluation-photo-c32.md", "python -m benchmarks.studies.local_evaluation --quick")
 
 
 @pytest.mark.skipif(not (ROOT.parent / "shared" / "data" / "kodak").exists(), reason="../shared/data/kodak not present")

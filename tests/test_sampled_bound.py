@@ -4,8 +4,8 @@ every t is planned, and over many seeds it is unbiased with a standard error tha
 import numpy as np
 import pytest
 
-from benchmarks.datasets import centre_crop, five_crops
-from benchmarks.sampled_bound import estimate_sum, make_plan
+from benchmarks.common.datasets import centre_crop, five_crops
+from benchmarks.studies.sampled_bound import estimate_sum, make_plan
 
 
 def test_plan_covers_every_timestep_once_and_draws_inside_each_stratum():

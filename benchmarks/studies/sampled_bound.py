@@ -15,7 +15,7 @@ the plan, and the report gives the spread of those estimates beside the mean rep
 error; the centre crops among the sampled ones are set beside that exact bound.
 
 Usage:
-  python -m benchmarks.sampled_bound --model photo --crop 64 --per-image 5   # 120 Kodak crops
+  python -m benchmarks.studies.sampled_bound --model photo --crop 64 --per-image 5   # 120 Kodak crops
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import torch
 from diffcodec.checkpoint import load_model
 from diffcodec.nll import OPTIMAL, auto_steps_per_call, evaluate_dataset
 
-from . import datasets, report
+from ..common import datasets, report
 
 VARIANCES = ("fixedlarge", "fixedsmall", OPTIMAL)
 LABELS = {"fixedlarge": "σ² = β", "fixedsmall": "σ² = β̃", OPTIMAL: "σ*² (optimal)"}

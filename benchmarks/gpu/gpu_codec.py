@@ -9,9 +9,9 @@
 3. ``kodak``: whole Kodak images at 0.5 bpp with ``photo``: encode + decode seconds.
 
 Usage (a GPU session; paths default to ../shared beside the repository):
-  python -m benchmarks.gpu_codec --device cuda                      # all parts
-  python -m benchmarks.gpu_codec --device cuda --parts ratio --limit 100
-  python -m benchmarks.gpu_codec --device cpu --quick               # a CPU smoke test (minutes)
+  python -m benchmarks.gpu.gpu_codec --device cuda                      # all parts
+  python -m benchmarks.gpu.gpu_codec --device cuda --parts ratio --limit 100
+  python -m benchmarks.gpu.gpu_codec --device cpu --quick               # a CPU smoke test (minutes)
 
 Writes ``gpu_codec-<device>.{json,md}`` under benchmarks/results/speed/ (or
 ``$DIFFCODEC_BENCH_RESULTS``), naming the device, and prints a short table last.
@@ -28,7 +28,7 @@ import time
 import numpy as np
 import torch
 
-from . import datasets, report
+from ..common import datasets, report
 
 
 def _sync(device: str) -> None:

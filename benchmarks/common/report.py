@@ -17,16 +17,15 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
 COMPRESSAI_KEYS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time")
 _PACKAGES = ("torch", "numpy", "numba", "constriction", "pillow", "pillow-jxl-plugin", "matplotlib")
 
 
 def model_tag(model_name: str) -> str:
-    """The part of a report's file names that names its model: nothing for ``default`` (whose
-    reports came first), ``-<name>`` for any other."""
-    return "" if model_name == "default" else f"-{model_name}"
+    """The part of a report's file names that names its model: ``-<name>``, ``default``'s too."""
+    return f"-{model_name}"
 
 
 def results_dir(dataset: str, quick: bool = False) -> Path:

@@ -13,10 +13,10 @@ selections included (arrival times and argmin for PFR, argmax for greedy): candi
 a second and the ratio, measured side by side in one process.
 
 Usage:
-  python -m benchmarks.scoring_speed                  # CPU, all cases
-  python -m benchmarks.scoring_speed --only-v4        # table 2 alone
-  python -m benchmarks.scoring_speed --device cuda    # torch on a GPU
-  python -m benchmarks.scoring_speed --quick          # small cases, seconds
+  python -m benchmarks.studies.scoring_speed                  # CPU, all cases
+  python -m benchmarks.studies.scoring_speed --only-v4        # table 2 alone
+  python -m benchmarks.studies.scoring_speed --device cuda    # torch on a GPU
+  python -m benchmarks.studies.scoring_speed --quick          # small cases, seconds
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ For the first ``--limit`` CIFAR-10 test images (after ``--offset``):
 Ratios are of dataset means (Σ bits / Σ bound), as bits/dim figures are reported.
 
 Usage:
-  python -m benchmarks.codec_efficiency --limit 100 --workers 2 \\
+  python -m benchmarks.studies.codec_efficiency --limit 100 --workers 2 \\
       --out benchmarks/results/cifar10/codec_efficiency.json
-  python -m benchmarks.codec_efficiency --limit 4 --candidates 8 --chunk-bits 3   (quick look)
+  python -m benchmarks.studies.codec_efficiency --limit 4 --candidates 8 --chunk-bits 3   (quick look)
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar-10-subset"
+from ..common.datasets import SHARED_DATA
+
+DEFAULT_DATA = SHARED_DATA / "cifar-10-subset"
 
 
 def _encode_one(args):
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
     from diffcodec.diffusion import ReverseVariance
     from diffcodec.nll import evaluate_dataset
 
-    from .practice import worker_setup
+    from ..common.practice import worker_setup
 
     images = load_eval_images(args.data)[args.offset:args.offset + args.limit]
     config = CodecConfig(t_stop=args.t_stop, groups=args.groups, log2_candidates=args.candidates,

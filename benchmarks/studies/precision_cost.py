@@ -9,9 +9,9 @@ For each case, side by side in one process and alternating (medians of ``--repea
   decode         a full lossless decode (reference chain + lossless record)
 
 Usage:
-  python -m benchmarks.precision_cost                 # CIFAR 32×32, Kodak crops 64 and 256
-  python -m benchmarks.precision_cost --cases default-32 cifar10-32 photo-64
-  python -m benchmarks.precision_cost --quick         # one small case, one repeat
+  python -m benchmarks.studies.precision_cost                 # CIFAR 32×32, Kodak crops 64 and 256
+  python -m benchmarks.studies.precision_cost --cases default-32 cifar10-32 photo-64
+  python -m benchmarks.studies.precision_cost --quick         # one small case, one repeat
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from . import datasets, report
+from ..common import datasets, report
 
 CASES = {"default-32": ("default", "cifar10", None), "cifar10-32": ("cifar10", "cifar10", None),
          "photo-64": ("photo", "kodak", 64), "photo-256": ("photo", "kodak", 256)}

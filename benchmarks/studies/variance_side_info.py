@@ -10,8 +10,8 @@ A side-information symbol costs at least about 1–3 bits (a quantised log-scale
 that count of bits does not pay.
 
 Usage:
-  python -m benchmarks.variance_side_info --dataset cifar10 --model default --limit 50
-  python -m benchmarks.variance_side_info --dataset kodak --crop 128 --limit 6 --regions 4
+  python -m benchmarks.studies.variance_side_info --dataset cifar10 --model default --limit 50
+  python -m benchmarks.studies.variance_side_info --dataset kodak --crop 128 --limit 6 --regions 4
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import sys
 import numpy as np
 import torch
 
-from . import datasets
+from ..common import datasets
 
 
 def measure(model, images: list[np.ndarray], regions: int, seed: int = 0) -> dict:

@@ -19,8 +19,8 @@ Each call uses a fresh stream key.  Reported per row:
   ks_p       KS p-value of the per-call residuals along e_delta against N(0,1)
   enc_s      median seconds per simulate() call; dec_s: median per reconstruct()
 
-Usage: python -m benchmarks.channel_overhead [--max-calls 1000] [--budget 1.5e8] [--json F]
-       python -m benchmarks.channel_overhead --device-sizes --device cuda   (10–16 bits a call,
+Usage: python -m benchmarks.studies.channel_overhead [--max-calls 1000] [--budget 1.5e8] [--json F]
+       python -m benchmarks.studies.channel_overhead --device-sizes --device cuda   (10–16 bits a call,
                                                                      2^16–2^20 candidates)
 ``--device`` picks the scorer: ``numba`` (the CPU encoder's compiled loop) or a torch device
 (``cpu``, ``cuda``): the same indices, so the same bias; only the time differs.

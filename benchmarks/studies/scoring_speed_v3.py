@@ -5,8 +5,8 @@ log-weights of N candidates of d dimensions, medians of ``--repeats`` runs after
 ratio, and the largest difference of the two relative to Σ|terms|.
 
 Usage:
-  python -m benchmarks.scoring_speed_v3                # d = 4096 and 3072, N = 2**12
-  python -m benchmarks.scoring_speed_v3 --threads 1    # numba threads (default: numba's)
+  python -m benchmarks.studies.scoring_speed_v3                # d = 4096 and 3072, N = 2**12
+  python -m benchmarks.studies.scoring_speed_v3 --threads 1    # numba threads (default: numba's)
 """
 
 from __future__ import annotations

@@ -11,10 +11,10 @@ On CUDA it also counts the synchronising CUDA calls (``torch.cuda.set_sync_debug
 training steps and in bound evaluations of two lengths: none may grow with the steps.
 
 Usage:
-  python -m benchmarks.gpu_train_nll --device cuda
-  python -m benchmarks.gpu_train_nll --device cuda --parts paper,c64 --compile none,reduce-overhead
-  python -m benchmarks.gpu_train_nll --device cuda --parts nll --nll-variants 512x1,512x2,512x2:bf16
-  python -m benchmarks.gpu_train_nll --quick          # CPU smoke run: batch 2, nll of 1 image with `default`
+  python -m benchmarks.gpu.gpu_train_nll --device cuda
+  python -m benchmarks.gpu.gpu_train_nll --device cuda --parts paper,c64 --compile none,reduce-overhead
+  python -m benchmarks.gpu.gpu_train_nll --device cuda --parts nll --nll-variants 512x1,512x2,512x2:bf16
+  python -m benchmarks.gpu.gpu_train_nll --quick          # CPU smoke run: batch 2, nll of 1 image with `default`
 
 Paths default to ``../shared`` beside the checkout. A variant ``BxM[:bf16]`` is batch size B,
 M timesteps per network call, and optionally a bf16 network.
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from . import report
+from ..common import report
 
 SHARED = report.ROOT.parent / "shared"
 C64 = {"base_channels": 64, "channel_mult": (1, 2, 2, 2), "num_res_blocks": 2, "attention_levels": (1,)}

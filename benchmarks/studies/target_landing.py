@@ -7,8 +7,8 @@ bytes, header included), its bytes and the encode time.  A PSNR target counts as
 0.3 dB above it, a bpp target within 3 % below it.
 
 Usage:
-  python -m benchmarks.target_landing --dataset cifar10 --limit 6 --psnr 25 30 --bpp 1 2
-  python -m benchmarks.target_landing --dataset kodak --crop 64 --limit 4 --model photo --psnr 30 --bpp 1
+  python -m benchmarks.studies.target_landing --dataset cifar10 --limit 6 --psnr 25 30 --bpp 1 2
+  python -m benchmarks.studies.target_landing --dataset kodak --crop 64 --limit 4 --model photo --psnr 30 --bpp 1
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from diffcodec.codec import CodecConfig, Stop, compress
 from diffcodec.images import from_pil
 from diffcodec.models import resolve_model_name
 
-from . import datasets, report
+from ..common import datasets, report
 
 
 def run(image: datasets.EvalImage, model, stop: Stop, version: int | None) -> dict:

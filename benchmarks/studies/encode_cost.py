@@ -2,9 +2,9 @@
 and the model's estimate against real encodes.
 
 Usage:
-  python -m benchmarks.encode_cost            # network passes up to 256×256, scoring, 3 encodes
-  python -m benchmarks.encode_cost --quick    # smaller sizes, one encode
-  python -m benchmarks.encode_cost --threads 1
+  python -m benchmarks.studies.encode_cost            # network passes up to 256×256, scoring, 3 encodes
+  python -m benchmarks.studies.encode_cost --quick    # smaller sizes, one encode
+  python -m benchmarks.studies.encode_cost --threads 1
 
 Prints, for the shipped ``default`` model: seconds per pixel of one network pass in float32 and
 float64 (the lossless record's reference chain) by image size, nanoseconds per candidate and
@@ -62,7 +62,7 @@ def encodes(model, cases, scale: float) -> None:
     from diffcodec.codec import CodecConfig, Stop, compress, estimate_encode
     from diffcodec.images import CodecImage
 
-    from . import datasets
+    from ..common import datasets
 
     print("encodes (kodim01 centre crops, full rate):")
     for side, k in cases:

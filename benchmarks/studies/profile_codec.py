@@ -4,8 +4,8 @@ candidate scoring of the channel simulation, the lossless record, the reconstruc
 prefixes, and the rest. A measurement, not a goal: it prints a table and writes nothing.
 
 Usage:
-  python -m benchmarks.profile_codec --image ../shared/data/kodak/kodim23.png --crop 64 --model photo --bpp 0.5
-  python -m benchmarks.profile_codec --image examples/cifar10-test-0.png --model cifar10 --lossless
+  python -m benchmarks.studies.profile_codec --image ../shared/data/kodak/kodim23.png --crop 64 --model photo --bpp 0.5
+  python -m benchmarks.studies.profile_codec --image examples/cifar10-test-0.png --model cifar10 --lossless
 
 Each part is timed at its call boundary (wall clock, the machine's load printed beside it):
 ``Model.eps_fn`` by the network's dtype, ``simulate`` (encoder) and ``reconstruct`` (decoder) of
@@ -103,7 +103,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from benchmarks.datasets import centre_crop
+    from benchmarks.common.datasets import centre_crop
     from diffcodec.checkpoint import load_model
     from diffcodec.codec import DEFAULT_STOP, CodecConfig, Stop, compress, decompress
     from diffcodec.images import CodecImage, ImageMode, load_image

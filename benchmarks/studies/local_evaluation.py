@@ -1,15 +1,15 @@
 """The bound of a model evaluated whole against evaluated in tiles (``diffcodec.tiling``), paired.
 
-Every tiling sees the same images, the same sampled timesteps (``benchmarks.sampled_bound``'s
+Every tiling sees the same images, the same sampled timesteps (``benchmarks.studies.sampled_bound``'s
 stratified plan) and the same x_t draws (one generator seed per image), so the difference of
 two tilings' bounds is estimated far more precisely than either bound: its standard error comes
 from the timestep sampling of the differences alone. The tiling with the lower bound is the
 better function for the codec to evaluate; the window sizes say what each costs.
 
 Usage:
-  python -m benchmarks.local_evaluation --crop 256 --limit 6 --tilings 0:0 128:32 128:16
-  python -m benchmarks.local_evaluation --crop 0 --limit 2 --tilings 0:0 384:16   # whole images
-  python -m benchmarks.local_evaluation --quick                                     # seconds
+  python -m benchmarks.studies.local_evaluation --crop 256 --limit 6 --tilings 0:0 128:32 128:16
+  python -m benchmarks.studies.local_evaluation --crop 0 --limit 2 --tilings 0:0 384:16   # whole images
+  python -m benchmarks.studies.local_evaluation --quick                                     # seconds
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from diffcodec.checkpoint import load_model
 from diffcodec.nll import OPTIMAL
 from diffcodec.tiling import Tiling, tiled, window_pixels
 
-from . import datasets, report
+from ..common import datasets, report
 from .sampled_bound import estimate_sum, make_plan
 
 VARIANCE = OPTIMAL

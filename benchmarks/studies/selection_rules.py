@@ -17,9 +17,9 @@ BD-rate of real files against it is "how much of the model's curve the files rea
 ``--from-json`` re-reads a run's rows instead of encoding, and ``--first N`` keeps its first N images.
 
 Usage:
-  python -m benchmarks.selection_rules --dataset cifar10 --limit 32 --model cifar10 \\
+  python -m benchmarks.studies.selection_rules --dataset cifar10 --limit 32 --model cifar10 \\
       --settings 3:pfr:12:5 4:pfr:12:5 4:greedy:12:10 --json out.json
-  python -m benchmarks.selection_rules --dataset kodak --crop 256 --limit 4 --model photo ...
+  python -m benchmarks.studies.selection_rules --dataset kodak --crop 256 --limit 4 --model photo ...
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .bjontegaard import bd_rate
-from .datasets import load
-from .metrics import pooled_psnr
-from .practice import worker_setup
-from .theory import IDEAL_POINTS, ideal_curve
+from ..common.bjontegaard import bd_rate
+from ..common.datasets import load
+from ..common.metrics import pooled_psnr
+from ..common.practice import worker_setup
+from ..common.theory import IDEAL_POINTS, ideal_curve
 
 
 @dataclass(frozen=True)
@@ -127,8 +127,8 @@ def main(argv=None) -> int:
         raise SystemExit(f"the bound covers {json.loads(args.bound.read_text())['images']} images, not {len(images)}")
     classic = {}
     if args.classic:
-        from .classic import sweep
-        from .pillow_codecs import Codec
+        from ..classic import sweep
+        from ..common.pillow_codecs import Codec
 
         classic = {name: sweep(Codec(name), images) for name in args.classic}
     curves = {s.label: curve([r for r in rows if r["setting"] == s.label], pixels) for s in args.settings}

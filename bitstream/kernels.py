@@ -8,7 +8,7 @@ recipe steps 1–5).  Two compiled versions of the same numbers:
 * ``log_weights`` (used by ``CompiledScorer``) is the vectorised kernel of
   ``bitstream.kernels_exact``: 16 candidates per SIMD tile, Philox by 32-bit products, ln and
   sincos as branch-free float64 polynomials (no libm), in parallel over tiles; 9.3 × the
-  reference on 2 cores of an AMD EPYC (AVX-512; AVX2 code as fast; ``benchmarks/scoring_speed_v3.py``).
+  reference on 2 cores of an AMD EPYC (AVX-512; AVX2 code as fast; ``benchmarks/studies/scoring_speed_v3.py``).
 * ``log_weights_reference`` is one fused scalar loop per candidate (Philox words, libm's
   log/cos/sin, the sum), in parallel over candidates.
 

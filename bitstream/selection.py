@@ -12,7 +12,7 @@ A call has N = 2**k candidates z_n = p_mean + p_std·u_n and log-weights ln w_n 
   q's mean, on the far side from p's (at p_mean + δ/(1 − σ_q²/σ_p²) for a shift δ), so greedy
   samples overshoot q's mean and spread far less than q.  Its index is uniform over the N
   candidates, coded in exactly k bits; a call carries about k − 2 bits of KL for those k: the
-  cheapest rule per bit of x̂_0 quality on the real models (``benchmarks.selection_rules``), but
+  cheapest rule per bit of x̂_0 quality on the real models (``benchmarks.studies.selection_rules``), but
   x_t is no longer a sample of q (``--stats`` shows the chain's spread per record).
 
 The decoder only needs the index law (Zipf or uniform, ``bitstream.index_law``), never the rule's

@@ -127,7 +127,7 @@ def reachable(stop: Stop, pixels: int) -> Stop:
 # Channel-simulation calls sized for where the candidates are scored: (log2 candidates, KL bits
 # per call).  Each call costs about log2(B + 1) + 1 bits over its KL, so bigger calls waste less,
 # but the sample follows q only while 2**k is well above 2**B, and the work grows as 2**k
-# (``benchmarks.channel_overhead``).
+# (``benchmarks.studies.channel_overhead``).
 CPU_CALLS = (12, 5.0)  # exact PFR in the CPU's compiled loop
 GPU_CALLS = (16, 8.0)  # a GPU scores 2**16 candidates of a call at once
 # Greedy selection sends k bits a call whatever its KL, so its calls carry more: about k − 2 bits.

@@ -14,12 +14,12 @@ An image the network sees in tiles (``diffcodec.tiling``) costs one net(P_w) per
 net(P) becomes Σ_w net(P_w): linear in the pixels, with the halos' overlap on top.
 
 The constants (``CPU_2_CORES``) are for 2 idle cores of an AMD EPYC: ``python -m
-benchmarks.encode_cost --threads 1`` measured one core's network passes (minimum of 3; on a busy
+benchmarks.studies.encode_cost --threads 1`` measured one core's network passes (minimum of 3; on a busy
 machine one thread gives steadier figures), halved for two; version 4's scoring constants are
-``python -m benchmarks.scoring_speed --only-v4`` on 2 threads (whole selections: about 1.7e9
+``python -m benchmarks.studies.scoring_speed --only-v4`` on 2 threads (whole selections: about 1.7e9
 candidate-dimensions a second, and some 30 ns a candidate a call for PFR's arrival times).
 Version 3's scoring (``CPU_2_CORES_V3``) runs the exact vectorised kernel of
-``bitstream.kernels_exact`` (``python -m benchmarks.scoring_speed_v3``: about 5.7e8
+``bitstream.kernels_exact`` (``python -m benchmarks.studies.scoring_speed_v3``: about 5.7e8
 candidate-dimensions a second on 2 threads). How close the estimates come to real encodes is in
 the README ("Image sizes"); on a machine shared with other work two threads can be many times
 slower.

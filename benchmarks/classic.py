@@ -3,7 +3,7 @@
 For each codec of :mod:`benchmarks.common.pillow_codecs` (JPEG 4:2:0 and 4:4:4, WebP, AVIF, JPEG XL,
 JPEG 2000, and HEVC if pillow-heif is importable) and each setting of its quality sweep, every
 image is encoded to bytes in memory and decoded again; the operating point is the data-set
-mean of bpp (file bytes·8 / pixels), PSNR-RGB, MS-SSIM-RGB (:mod:`benchmarks.common.metrics`) and the
+mean of bpp (file bytes·8 / pixels), PSNR-RGB, MS-SSIM-RGB (:mod:`diffcodec.quality`) and the
 encoding/decoding seconds per image (one thread). The reports compare the measured curves
 with the reference figures (measured with Pillow 13 from real file bytes): PSNR at the anchor rates is interpolated linearly in log(bpp)
 between the two neighbouring operating points (no extrapolation).
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .common import datasets, report
-from .common.metrics import ms_ssim_convention, ms_ssim_rgb, pooled_psnr, psnr_rgb
+from diffcodec.quality import ms_ssim_convention, ms_ssim_rgb, pooled_psnr, psnr_rgb
 from .common.pillow_codecs import LOSSY, Codec, roundtrip
 
 PSNR_CAP = 100.0  # dB, for an image decoded exactly (never reached by the default sweeps)

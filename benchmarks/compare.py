@@ -33,7 +33,7 @@ from diffcodec.codec import CodecConfig
 from .common import datasets, report
 from .bd_between import bd_rates
 from .classic import is_small, sweep
-from .common.metrics import psnr_from_rmse
+from diffcodec.quality import psnr_from_rmse
 from .common.pillow_codecs import Codec
 from .common.practice import decode_prefixes, encode_missing, header_bytes, operating_points
 from .common.theory import describe_ideal, ideal_curve, load_document, report_bound
@@ -181,7 +181,7 @@ def main(argv=None) -> int:
         f"Model `{model.name}` on {data}. bpp from real file bytes with headers (diffcodec: the prefix "
         f"of a file ending at a record boundary, {header} header bytes and 3 framing bytes per record "
         f"included). PSNR-RGB and MS-SSIM-RGB are means over images (MS-SSIM convention in "
-        f"`benchmarks/common/metrics.py`). BD-rate (Bjøntegaard, piecewise cubic interpolation of log rate against quality, over "
+        f"`diffcodec/quality.py`). BD-rate (Bjøntegaard, piecewise cubic interpolation of log rate against quality, over "
         f"the shared quality range given in brackets): negative means diffcodec needs fewer bits.\n",
         "## BD-rate of diffcodec against each classic codec\n",
         report.table(["diffcodec", "against", "BD-rate (PSNR)", "BD-rate (MS-SSIM)"], bd_rows),

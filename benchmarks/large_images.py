@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from .common import datasets, report
-from .common.metrics import psnr_rgb
+from diffcodec.quality import psnr_rgb
 
 CHILD = ("import resource, runpy, sys\n"
          "sys.argv = ['diffcodec'] + sys.argv[1:]\n"

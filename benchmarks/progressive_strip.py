@@ -27,7 +27,7 @@ from diffcodec.models import shipped_model_for_hash
 from .common import datasets
 from .common.bjontegaard import bd_rate, overlap
 from .classic import sweep
-from .common.metrics import psnr_rgb
+from diffcodec.quality import psnr_rgb
 from .common.pillow_codecs import Codec
 
 

@@ -31,7 +31,7 @@ from diffcodec.nll import OPTIMAL
 
 from .common import datasets, paper, report
 from .common.bjontegaard import bd_rate
-from .common.metrics import psnr_from_rmse
+from diffcodec.quality import psnr_from_rmse
 from .common.practice import decode_prefixes, encode_missing, header_bytes, lossless_point, operating_points
 from .common.theory import cache_path, describe_ideal, ideal_curve, load_document, rate_after, report_bound, rmse_at
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .common import datasets, report
-from .common.metrics import psnr_rgb
+from diffcodec.quality import psnr_rgb
 
 
 @dataclass(frozen=True)

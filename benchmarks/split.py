@@ -23,7 +23,7 @@ import sys
 from diffcodec.checkpoint import load_model
 
 from .common import datasets, paper, report
-from .common.metrics import psnr_from_rmse
+from diffcodec.quality import psnr_from_rmse
 from .common.theory import bound_document, cache_path, load_document
 
 VARIANCES = {"fixedlarge": "σ² = β (the paper's)", "fixedsmall": "σ² = β̃",

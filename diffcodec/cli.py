@@ -558,7 +558,11 @@ Examples:
               help="Code everything: the decoded PNG equals the 8-bit image coded (the input itself for 8-bit "
                    "inputs; see the table of input modes).")
 @click.option("--stats", "stats_path", type=click.Path(), default=None,
-              help="Write per-step KL, coded bits and record sizes as JSON (one image only).")
+              help="Write per-step KL, coded bits and record sizes, and each record's PSNR, MS-SSIM and chain "
+                   "health, as JSON (one image only).")
+@click.option("--stats-flow", is_flag=True,
+              help="With --stats: also the PSNR and MS-SSIM of each record's probability-flow reconstruction "
+                   "(a decode, 50 network passes a record).")
 @click.option("--t-stop", default=None, type=click.IntRange(1, 99),
               help="Last channel-simulated step; x_0 is coded losslessly from x_{t-stop}. "
                    "[default: 20 with --lossless or --upto-t 0, else 10]")
@@ -584,8 +588,8 @@ Examples:
 @max_pixels_option("encode")
 @device_option(codec=True)
 @force_option("Overwrite existing output files.")
-def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path, t_stop, groups, log2_candidates,
-           chunk_bits, selection, records, tile, seed, max_pixels, device, force):
+def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path, stats_flow, t_stop, groups,
+           log2_candidates, chunk_bits, selection, records, tile, seed, max_pixels, device, force):
     """Compress IMAGES (PNG, JPEG, …; any size) into .ddc files.
 
     One IMAGE goes to the file -o names, or to standard output with '-o -'; IMAGE '-' reads
@@ -612,7 +616,7 @@ def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path
     README's "Image sizes" table gives it for 2 idle CPU cores. Encodes estimated at over a
     minute print their estimate first.
     """
-    from .codec import choose_stop
+    from .codec import choose_stop, measure_flow
     from .files import STDIO, check_writable, describe_source, make_folder, write_json
 
     stop = choose_stop(upto_t, bpp, psnr, lossless, spell=lambda field: "--" + field.replace("_", "-"))
@@ -621,6 +625,8 @@ def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path
     jobs = _encode_jobs(images, out_path, force)
     if stats_path and len(jobs) > 1:
         raise DiffcodecError("--stats takes a single image")
+    if stats_flow and not stats_path:
+        raise DiffcodecError("--stats-flow needs --stats")
     if stats_path:
         check_writable(Path(stats_path), force)
     inputs = _EncodeInputs(jobs, max_pixels or None)
@@ -634,6 +640,8 @@ def encode(images, out_path, model_name, upto_t, bpp, psnr, lossless, stats_path
                              "encode" if len(jobs) == 1 else f"encode {i + 1}/{len(jobs)}", inputs.limit)
         say(_encoded_summary(target, result.stats, loaded))
         if stats_path:
+            if stats_flow:
+                measure_flow(result.stats, result.data, model, loaded.image)
             doc = result.stats.to_dict() | {"image": describe_source(source), "model": model.name,
                                             "model_sha256": model.weights_sha256}
             write_json(Path(stats_path), doc, force=True)

@@ -65,7 +65,7 @@ def test_ideal_curve_of_a_closed_form_bound():
 
 
 def test_pooled_psnr_is_that_of_the_mean_mse():
-    from benchmarks.common.metrics import pooled_psnr, psnr_from_rmse
+    from diffcodec.quality import pooled_psnr, psnr_from_rmse
 
     # MSEs 255²/100 and 255²/10⁴: their mean is 255² · 0.00505
     assert pooled_psnr([20.0, 40.0]) == pytest.approx(-10 * np.log10(0.00505))

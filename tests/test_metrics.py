@@ -1,4 +1,4 @@
-"""benchmarks.common.metrics: PSNR by hand, MS-SSIM against pytorch_msssim, the small-image convention."""
+"""diffcodec.quality: PSNR by hand, MS-SSIM against pytorch_msssim, the small-image convention."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.common.metrics import WEIGHTS, ms_ssim_convention, ms_ssim_rgb, psnr_rgb
+from diffcodec.quality import WEIGHTS, ms_ssim_convention, ms_ssim_rgb, psnr_rgb
 
 
 def smooth_image(h, w, seed=0):

@@ -93,3 +93,32 @@ def test_the_stats_json_keeps_its_layout():
     assert list(doc["lossless"]) == ["guard_listed", "guard_bytes", "guard_margin"]
     assert doc["target"] == {"rule": "full_rate", "value": None, "met": True, "reached": 0}
     assert doc["dims"] == 3 * doc["pixels"] == 192 and stats.last_record.t == 0
+
+
+def test_stats_give_each_records_pictures_as_a_decoder_shows_them(tmp_path):
+    """Mean and flow PSNR and MS-SSIM per record (#26's chain health): the encoder's mean figures
+    and measure_flow's flow figures are those of the pictures decode writes at that record."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from diffcodec.quality import ms_ssim_rgb, psnr_rgb
+    from helpers import FAST_CLI, run
+
+    rgb = np.random.default_rng(5).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    ddc, stats = tmp_path / "a.ddc", tmp_path / "a.json"
+    assert run("encode", tmp_path / "a.png", "-o", ddc, "--stats-flow", *FAST_CLI).exit_code == 1  # needs --stats
+    result = run("encode", tmp_path / "a.png", "-o", ddc, "--upto-t", 20, "--stats", stats, "--stats-flow", *FAST_CLI)
+    assert result.exit_code == 0, result.output
+    records = json.loads(stats.read_text())["records"]
+    assert len(records) >= 2 and all(r["t"] > 0 for r in records)
+    for r in (records[0], records[-1]):
+        for how, psnr_key, ssim_key in (("mean", "psnr_mean", "ms_ssim_mean"), ("flow", "psnr_flow", "ms_ssim_flow")):
+            out = tmp_path / f"{how}{r['t']}.png"
+            decoded = run("decode", ddc, "-o", out, "--upto-t", r["t"], "--reconstruct", how)
+            assert decoded.exit_code == 0, decoded.output
+            shown = np.asarray(Image.open(out).convert("RGB"))
+            assert r[psnr_key] == pytest.approx(psnr_rgb(rgb, shown), abs=1e-9)
+            assert r[ssim_key] == pytest.approx(ms_ssim_rgb(rgb, shown), abs=1e-9) and 0 < r[ssim_key] <= 1

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from diffcodec.codec import CodecConfig
 
 from .datasets import EvalImage
-from .metrics import ms_ssim_rgb, psnr_rgb
+from diffcodec.quality import ms_ssim_rgb, psnr_rgb
 
 
 def worker_setup():

@@ -24,7 +24,7 @@ from diffcodec.nll import OPTIMAL, evaluate_dataset, nll_document
 
 from . import datasets, report
 from .datasets import EvalImage
-from .metrics import psnr_from_rmse
+from diffcodec.quality import psnr_from_rmse
 
 IDEAL_POINTS = 30  # samples of the ideal curve, evenly spaced in PSNR
 PSNR_WINDOW = (15.0, 45.0)  # dB: the range of interest of an ideal curve

@@ -7,7 +7,11 @@ no lossless record), and every record end is an operating point: its real file b
 included) and the PSNR of the decoder's mean reconstruction there (the encoder computes the same
 chain as the decoder), pooled over images as the PSNR of the mean MSE.  ``z`` is the chain's state
 standardised against q(x_t|x_0): mean, variance and KS distance per record, averaged over images
-(1, 1 and ~0.015 for a sample of q on 32×32; greedy under-disperses).
+(1, 1 and ~0.015 for a sample of q on 32×32; greedy under-disperses).  Each record's pictures:
+the MS-SSIM of the mean x̂_0 (mean over images, as the encoder measures it), and the PSNR (pooled)
+and MS-SSIM of the probability-flow reconstruction a decoder shows there (``--flow-steps``
+passes a record, ``diffcodec.codec.measure_flow``), which assumes x_t ~ q: a rule that leaves
+q shows there first.
 
 With ``--bound`` (a stored ``diffcodec nll`` JSON of the same model and images, e.g.
 ``benchmarks/results/cifar10/nll_cifar10_first20.json``) each setting is also set against the
@@ -35,7 +39,7 @@ import numpy as np
 
 from ..common.bjontegaard import bd_rate
 from ..common.datasets import load
-from ..common.metrics import pooled_psnr
+from diffcodec.quality import pooled_psnr
 from ..common.practice import worker_setup
 from ..common.theory import IDEAL_POINTS, ideal_curve
 
@@ -58,19 +62,22 @@ class Setting:
 
 
 def _encode(job):
-    name, rgb, model_name, setting = job
+    name, rgb, model_name, setting, flow_steps = job
     from bitstream.container import ImageMode
     from bitstream.selection import SelectionRule
     from diffcodec.checkpoint import load_model
-    from diffcodec.codec import CodecConfig, Stop, compress
+    from diffcodec.codec import CodecConfig, Stop, compress, measure_flow
     from diffcodec.images import CodecImage
 
     model = load_model(model_name)
     config = CodecConfig(log2_candidates=setting.k, chunk_bits=setting.bits, version=setting.version,
                          selection=SelectionRule.parse(setting.rule))
     t0 = time.perf_counter()
-    enc = compress(CodecImage(rgb, ImageMode.RGB), model, config, Stop(upto_t=10))
+    image = CodecImage(rgb, ImageMode.RGB)
+    enc = compress(image, model, config, Stop(upto_t=10))
     seconds = time.perf_counter() - t0
+    if flow_steps:
+        measure_flow(enc.stats, enc.data, model, image, flow_steps)
     steps = enc.stats.to_dict()["steps"]
     return {"image": name, "setting": setting.label, "seconds": seconds, "records": enc.stats.to_dict()["records"],
             "kl_bits": sum(s["kl_bits"] for s in steps), "coded_bits": sum(s["ideal_coded_bits"] for s in steps),
@@ -81,6 +88,7 @@ def curve(rows: list[dict], pixels: int) -> dict:
     """Operating points of one setting: per record, mean bpp and PSNR of the pooled MSE."""
     n_records = min(len(r["records"]) for r in rows)
     bpp, psnr, psnr_per_image, t, z = [], [], [], [], []
+    pictures = {"ms_ssim_mean": [], "psnr_flow": [], "ms_ssim_flow": []}  # MS-SSIM: mean over images
     for i in range(n_records):
         recs = [r["records"][i] for r in rows]
         bpp.append(float(np.mean([x["file_bytes"] for x in recs])) * 8 / pixels)
@@ -88,8 +96,12 @@ def curve(rows: list[dict], pixels: int) -> dict:
         psnr_per_image.append(float(np.mean([x["psnr_mean"] for x in recs])))
         t.append(recs[0]["t"])
         z.append({key: float(np.mean([x[key] for x in recs])) for key in ("z_mean", "z_var", "z_ks")})
+        for key, values in pictures.items():  # absent from rows of runs that did not measure them
+            got = [x[key] for x in recs if x.get(key) is not None]
+            values.append(None if len(got) < len(recs) else
+                          float(pooled_psnr(got)) if key == "psnr_flow" else float(np.mean(got)))
     kl = sum(r["kl_bits"] for r in rows)
-    return {"bpp": bpp, "psnr": psnr, "psnr_per_image": psnr_per_image, "t": t, "z": z, "coded_over_kl": sum(r["coded_bits"] for r in rows) / kl,
+    return {"bpp": bpp, "psnr": psnr, "psnr_per_image": psnr_per_image, "t": t, "z": z, **pictures, "coded_over_kl": sum(r["coded_bits"] for r in rows) / kl,
             "overhead_bits_per_call": (sum(r["coded_bits"] for r in rows) - kl) / sum(r["calls"] for r in rows),
             "seconds_median": float(np.median([r["seconds"] for r in rows]))}
 
@@ -109,13 +121,15 @@ def main(argv=None) -> int:
     ap.add_argument("--classic", nargs="*", default=[], help="classic codecs to set against, on the same images "
                     "by mean per-image PSNR (e.g. avif webp)")
     ap.add_argument("--first", type=int, default=None, help="only the first N images of the rows")
+    ap.add_argument("--flow-steps", type=int, default=50, help="network passes of each record's probability-flow "
+                    "reconstruction, whose PSNR and MS-SSIM are measured (0: not measured)")
     args = ap.parse_args(argv)
     images = load(args.dataset, args.limit, args.crop)
     pixels = images[0].rgb.shape[0] * images[0].rgb.shape[1]
     if args.from_json:
         rows = json.loads(args.from_json.read_text())["rows"]
     else:
-        jobs = [(im.name, im.rgb, args.model, s) for s in args.settings for im in images]
+        jobs = [(im.name, im.rgb, args.model, s, args.flow_steps) for s in args.settings for im in images]
         with mp.get_context("spawn").Pool(args.workers, initializer=worker_setup) as pool:
             rows = pool.map(_encode, jobs, chunksize=1)
     if args.first:
@@ -153,6 +167,10 @@ def main(argv=None) -> int:
         print("   t   " + " ".join(f"{t:>7}" for t in c["t"]))
         print("   bpp " + " ".join(f"{b:7.3f}" for b in c["bpp"]))
         print("   dB  " + " ".join(f"{p:7.2f}" for p in c["psnr"]))
+        for key, label, fmt in (("ms_ssim_mean", "ssim", "7.4f"), ("psnr_flow", "flow", "7.2f"),
+                                ("ms_ssim_flow", "fssm", "7.4f")):
+            if all(v is not None for v in c[key]):
+                print(f"   {label}" + " ".join(f"{v:{fmt}}" for v in c[key]))
         print("   zvar" + " ".join(f"{z['z_var']:7.3f}" for z in c["z"]))
         print("   zks " + " ".join(f"{z['z_ks']:7.3f}" for z in c["z"]))
     if args.json:

@@ -35,6 +35,7 @@ from .decoder import Decoded, check_model, decompress, describe, model_for_file,
 from .config import (CPU_CALLS, DEFAULT_STOP, FULL_RATE_T_STOP, GPU_CALLS, LOSSY_T_STOP, CodecConfig, Stop, call_size,
                      choose_stop, resolve_t_stop)
 from .encoder import Encoded, compress
+from .flow_quality import measure_flow
 from .stats import EncodeStats, RecordStats, StepStats
 from .limits import DEFAULT_MAX_PIXELS, ImageTooLarge, check_pixels
 
@@ -42,4 +43,4 @@ __all__ = ["CPU_CALLS", "DEFAULT_MAX_PIXELS", "GPU_CALLS", "SCHEDULES", "CodecCo
            "DamagedFileWarning", "Decoded", "EncodeEstimate", "EncodeStats", "Encoded", "FULL_RATE_T_STOP", "ImageTooLarge",
            "LOSSY_T_STOP", "PixelMismatchError", "PixelMismatchWarning", "RecordStats", "SalvagedFileWarning", "StepStats", "Stop",
            "TruncatedFileWarning", "call_size", "check_model", "choose_stop", "check_pixels", "compress", "damage_warnings",
-           "decompress", "describe", "estimate_encode", "model_for_file", "model_hash", "read_header", "resolve_t_stop"]
+           "decompress", "describe", "estimate_encode", "measure_flow", "model_for_file", "model_hash", "read_header", "resolve_t_stop"]

@@ -17,6 +17,7 @@ from bitstream.selection import EXACT, SelectionRule, select_step, step_coeffici
 
 from ..checkpoint import Model
 from ..images import CodecImage
+from ..quality import ms_ssim_or_none, psnr_rgb
 from ..tiling import Tiling
 from .chain import (
     GUARD_MARGIN,
@@ -37,7 +38,7 @@ from .landing import Attempt, enough, land
 from .limits import DEFAULT_MAX_PIXELS, check_pixels
 from .plan import make_plan
 from .records import RecordWriter
-from .stats import ChainHealth, CodedSettings, EncodeStats, FullRateRetry, RecordStats, StepStats, Target, psnr
+from .stats import ChainHealth, CodedSettings, EncodeStats, FullRateRetry, RecordStats, StepStats, Target
 
 
 # A lossy stop whose target only the lossless record meets (no lossy prefix reaches it) would
@@ -259,16 +260,17 @@ class _Ending:
     record: bytes | None
     coded: CodedStep | None
     x: torch.Tensor
-    quality: tuple[float, float]  # (PSNR, RMSE) of x̂_0 there
+    quality: tuple[float, float, float | None]  # (PSNR, RMSE, MS-SSIM) of x̂_0 there
 
 
 def _quality(chain: Chain, t: int, x: torch.Tensor, eps: torch.Tensor, x0: torch.Tensor,
-             image: CodecImage) -> tuple[float, float]:
-    """PSNR and RMSE (on [0, 255]) of x̂_0 at t against the image."""
+             image: CodecImage) -> tuple[float, float, float | None]:
+    """PSNR, RMSE (on [0, 255]) and MS-SSIM of x̂_0 at t against the image."""
     h, w = image.height, image.width
     x0_hat = chain.x0_hat(x, t, eps)
     rmse = float(((x0_hat - x0)[..., :h, :w] ** 2).mean().sqrt()) * 127.5
-    return psnr(to_uint8(x0_hat, h, w), image.rgb), rmse
+    shown = to_uint8(x0_hat, h, w)
+    return psnr_rgb(image.rgb, shown), rmse, ms_ssim_or_none(image.rgb, shown)
 
 
 def _attempt(chain: Chain, header: Header, t: int, x: torch.Tensor, eps: torch.Tensor, enc: RecordWriter | None,

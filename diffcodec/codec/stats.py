@@ -49,19 +49,26 @@ class ChainHealth:
 @dataclass
 class RecordStats:
     """The file after record ``record`` (it ends at ``t``; 0: the lossless record): its bytes,
-    the PSNR and RMSE of its mean reconstruction x̂_0 (None and 0 for the lossless record),
-    and the chain's health there (None for the lossless record)."""
+    the PSNR, RMSE and MS-SSIM of its mean reconstruction x̂_0 (None, 0 and None for the
+    lossless record), the chain's health there (None for the lossless record), and, when
+    measured, the PSNR and MS-SSIM of its probability-flow reconstruction."""
 
     record: int
     t: int
     file_bytes: int
     psnr_mean: float | None
     rmse_0_255: float
+    ms_ssim_mean: float | None = None  # None: the lossless record, or a side of 10 pixels or less
     health: ChainHealth | None = None
+    psnr_flow: float | None = None  # the probability-flow reconstruction, when measured (flow_quality)
+    ms_ssim_flow: float | None = None
 
     def to_dict(self) -> dict:
-        out = {k: v for k, v in asdict(self).items() if k != "health"}
-        return out | (asdict(self.health) if self.health is not None else {})
+        """The record's --stats entry; the measures it lacks are left out."""
+        first = {k: getattr(self, k) for k in ("record", "t", "file_bytes", "psnr_mean", "rmse_0_255")}
+        optional = {k: getattr(self, k) for k in ("ms_ssim_mean", "psnr_flow", "ms_ssim_flow")}
+        return (first | {k: v for k, v in optional.items() if v is not None}
+                | (asdict(self.health) if self.health is not None else {}))
 
 
 @dataclass
@@ -136,8 +143,3 @@ class EncodeStats:
             out["full_rate_retry"] = asdict(self.full_rate_retry)
         return out | {"target": None if self.target is None else asdict(self.target)}
 
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of two uint8 images (inf when equal)."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)

@@ -1,4 +1,5 @@
-"""Image-quality metrics of the reports, on uint8 RGB arrays (H, W, 3).
+"""Image-quality metrics, on uint8 arrays (H, W, C): of the reports, and of ``encode --stats``
+(each record's picture, its mean and its probability-flow reconstruction).
 
 ``psnr_rgb``     10·log10(255² / MSE), the MSE over all pixels and all three channels.
 ``pooled_psnr``  the PSNR of the mean MSE of several images (from their PSNRs): the convention of
@@ -116,6 +117,11 @@ def ms_ssim_rgb(ref: np.ndarray, test: np.ndarray) -> float:
     return float(torch.prod(stacked**weights, dim=0).mean())
 
 
+def ms_ssim_or_none(ref: np.ndarray, test: np.ndarray) -> float | None:
+    """:func:`ms_ssim_rgb`, or None for an image with a side of 10 pixels or less (no scale fits)."""
+    return ms_ssim_rgb(ref, test) if min(ref.shape[:2]) > WINDOW - 1 else None
+
+
 @lru_cache(maxsize=4)
 def _window(size: int, sigma: float) -> torch.Tensor:
     coords = torch.arange(size, dtype=torch.float64) - size // 2
@@ -150,5 +156,5 @@ def _ssim(x: torch.Tensor, y: torch.Tensor, win: torch.Tensor) -> tuple[torch.Te
 
 
 def _check(ref: np.ndarray, test: np.ndarray) -> None:
-    if ref.shape != test.shape or ref.ndim != 3 or ref.shape[2] != 3:
-        raise ValueError(f"expected two (H, W, 3) arrays of one shape, got {ref.shape} and {test.shape}")
+    if ref.shape != test.shape or ref.ndim != 3:
+        raise ValueError(f"expected two (H, W, C) arrays of one shape, got {ref.shape} and {test.shape}")

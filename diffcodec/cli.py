@@ -115,7 +115,8 @@ def max_pixels_option(action: str):
 VARIANCES = ("fixedlarge", "fixedsmall")
 # ``codec.DEFAULT_MAX_PIXELS``, written out for the same reason (a test keeps the two equal).
 MAX_PIXELS = 4096 * 4096
-SALVAGED = 2  # decode's exit status when --salvage wrote the image of the records before a corrupt one
+SALVAGED = 3  # decode's exit status when --salvage wrote the image of the records before a corrupt one
+# (not 2: click exits with 2 on a usage error)
 
 
 class _Group(click.Group):
@@ -844,8 +845,8 @@ def decode(file, out_path, upto_t, how, steps, frames_dir, model_name, accept_mi
     standard error then). A truncated FILE decodes its complete records, with a warning.
 
     \b
-    Exit status: 0 the image was written; 1 an error, nothing written;
-    2 --salvage wrote the image of the intact records before a corrupt one.
+    Exit status: 0 the image was written; 1 an error, nothing written; 2 a usage error;
+    3 --salvage wrote the image of the intact records before a corrupt one.
     """
     from .codec import check_pixels, damage_warnings, decompress, model_for_file
     from .files import STDIO, OutputSet, check_output, describe_target

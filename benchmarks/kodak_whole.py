@@ -45,14 +45,15 @@ def encode_curves(image: datasets.EvalImage, model, upto_t: int) -> dict:
     start = time.perf_counter()
     enc = compress(from_pil(Image.fromarray(image.rgb)), model, CodecConfig(), Stop(upto_t=upto_t), max_pixels=None)
     seconds = time.perf_counter() - start
-    pixels = enc.stats.to_dict()["pixels"]
+    stats = enc.stats.to_dict()
+    pixels = stats["pixels"]
     kl_after = {}
     total = 0.0
-    for step in enc.stats.to_dict()["steps"]:
+    for step in stats["steps"]:
         total += step["kl_bits"]
         kl_after[step["s"]] = total
-    records = [r for r in enc.stats.to_dict()["records"] if r["t"] and r["psnr_mean"] is not None]
-    return {"image": image.name, "pixels": pixels, "encode_s": seconds, "config": enc.stats.to_dict()["config"],
+    records = [r for r in stats["records"] if r["t"] and r["psnr_mean"] is not None]
+    return {"image": image.name, "pixels": pixels, "encode_s": seconds, "config": stats["config"],
             "t": [r["t"] for r in records], "bpp": [r["file_bytes"] * 8 / pixels for r in records],
             "psnr": [r["psnr_mean"] for r in records], "ideal_bpp": [kl_after[r["t"]] / pixels for r in records]}
 

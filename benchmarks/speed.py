@@ -84,7 +84,7 @@ def time_codec(case: CodecCase, repeats: int, device: str) -> dict:
     psnr = psnr_rgb(rgb, dec.image.rgb)
     psnr = None if math.isinf(psnr) else psnr  # None: lossless
     return {"case": case.name, "model": case.model, "what": case.what, "size": f"{rgb.shape[1]}x{rgb.shape[0]}",
-            "log2_candidates": enc.stats.to_dict()["config"]["log2_candidates"], "chunk_bits": enc.stats.to_dict()["config"]["chunk_bits"],
+            "log2_candidates": enc.stats.config.log2_candidates, "chunk_bits": enc.stats.config.chunk_bits,
             "bpp": len(enc.data) * 8 / (rgb.shape[0] * rgb.shape[1]), "psnr": psnr, "t": dec.t,
             "encode_s": enc_s, "decode_s": dec_s, "encode_s_median": statistics.median(enc_s),
             "decode_s_median": statistics.median(dec_s)}

@@ -656,7 +656,8 @@ def _pick_device(name: str):
 
 
 def _codec_config(t_stop, groups, log2_candidates, chunk_bits, selection, records, tile, seed):
-    """encode's options as a ``CodecConfig`` (each checked, with the option named in the error)."""
+    """encode's options as a ``CodecConfig`` (--selection and --tile named in their errors; the
+    config checks the chunk bits)."""
     from bitstream.container import RecordLayout
     from bitstream.selection import SelectionRule
     from .codec import CodecConfig

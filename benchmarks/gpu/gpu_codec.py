@@ -74,8 +74,8 @@ def part_ratio(args, images) -> dict:
             "ratio_to_optimal": file_bpd / bounds["optimal"] if "optimal" in bounds else None,
             "bound_seconds": bound_s, "encode_s_median": statistics.median(enc_s),
             "decode_s_median": statistics.median(dec_s), "exact_on_device": exact,
-            "log2_candidates": enc.stats.to_dict()["config"]["log2_candidates"],
-            "chunk_bits": enc.stats.to_dict()["config"]["chunk_bits"], "_files": files}
+            "log2_candidates": enc.stats.config.log2_candidates,
+            "chunk_bits": enc.stats.config.chunk_bits, "_files": files}
 
 
 def part_cross(args, images, crops, cifar_files) -> dict:

@@ -50,10 +50,10 @@ def _encode_one(args):
     if save_dir is not None:
         (save_dir / f"cifar10-test-{index:04d}.ddc").write_bytes(enc.data)
     return {"index": index, "file_bytes": len(enc.data), "lossless": bool(np.array_equal(dec.image.rgb, rgb)),
-            "encode_s": t1 - t0, "decode_s": t2 - t1, "records": enc.stats.to_dict()["records"],
-            "header_bytes": enc.stats.to_dict()["header_bytes"],
-            "kl_bits": sum(s["kl_bits"] for s in enc.stats.to_dict()["steps"]),
-            "ideal_coded_bits": sum(s["ideal_coded_bits"] for s in enc.stats.to_dict()["steps"])}
+            "encode_s": t1 - t0, "decode_s": t2 - t1, "records": [r.to_dict() for r in enc.stats.records],
+            "header_bytes": enc.stats.header_bytes,
+            "kl_bits": sum(s.kl_bits for s in enc.stats.steps),
+            "ideal_coded_bits": sum(s.ideal_coded_bits for s in enc.stats.steps)}
 
 
 def main(argv=None) -> int:

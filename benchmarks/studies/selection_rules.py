@@ -78,10 +78,10 @@ def _encode(job):
     seconds = time.perf_counter() - t0
     if flow_steps:
         measure_flow(enc.stats, enc.data, model, image, flow_steps)
-    steps = enc.stats.to_dict()["steps"]
-    return {"image": name, "setting": setting.label, "seconds": seconds, "records": enc.stats.to_dict()["records"],
-            "kl_bits": sum(s["kl_bits"] for s in steps), "coded_bits": sum(s["ideal_coded_bits"] for s in steps),
-            "calls": sum(s["chunks"] for s in steps)}
+    steps = enc.stats.steps
+    return {"image": name, "setting": setting.label, "seconds": seconds,
+            "records": [r.to_dict() for r in enc.stats.records], "kl_bits": sum(s.kl_bits for s in steps),
+            "coded_bits": sum(s.ideal_coded_bits for s in steps), "calls": sum(s.chunks for s in steps)}
 
 
 def curve(rows: list[dict], pixels: int) -> dict:

@@ -31,9 +31,9 @@ def run(image: datasets.EvalImage, model, stop: Stop, version: int | None) -> di
     start = time.perf_counter()
     out = compress(from_pil(Image.fromarray(image.rgb)), model, CodecConfig(version=version), stop, max_pixels=None)
     seconds = time.perf_counter() - start
-    last = out.stats.to_dict()["records"][-1]
-    return {"bytes": len(out.data), "bpp": out.stats.to_dict()["bpp"], "psnr": last["psnr_mean"], "t": last["t"],
-            "version": out.stats.to_dict()["config"]["version"], "seconds": seconds}
+    last = out.stats.last_record
+    return {"bytes": len(out.data), "bpp": out.stats.bpp, "psnr": last.psnr_mean, "t": last.t,
+            "version": out.stats.config.version, "seconds": seconds}
 
 
 def landed(stop: Stop, r: dict) -> bool:

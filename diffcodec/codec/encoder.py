@@ -155,8 +155,8 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
                     if final.record is not None:
                         records.append(final.record)
                         sizes.append(len(pack(header, records)))
-                        health = ChainHealth.of(x, x0, chain.full_schedule.alphas_cumprod[final.t - 1])
-                        record_out.append(RecordStats(len(records) - 1, final.t, sizes[-1], *final.quality, health))
+                        record_out.append(_record_stats(chain, len(records) - 1, final.t, sizes[-1], final.quality,
+                                                        x, x0, image))
                     stop_here = True
                     break
             elif budget is not None and r > 0 and sizes[-1] + enc.bytes_at_least() + 3 > budget:
@@ -168,8 +168,8 @@ def compress(image: CodecImage, model: Model, config: CodecConfig = CodecConfig(
         records.append(enc.finish())
         sizes.append(len(pack(header, records)))
         t_now = plan.t_after_record(r)
-        record_out.append(RecordStats(len(records) - 1, t_now, sizes[-1], *_quality(chain, t_now, x, eps, x0, image),
-                                      ChainHealth.of(x, x0, chain.full_schedule.alphas_cumprod[t_now - 1])))
+        record_out.append(_record_stats(chain, len(records) - 1, t_now, sizes[-1],
+                                        _quality(chain, t_now, x, eps, x0, image), x, x0, image))
         stop_here = _should_stop(stop, t_now, record_out[-1].psnr_mean, sizes, h * w)
         if stop_here:
             break
@@ -260,17 +260,26 @@ class _Ending:
     record: bytes | None
     coded: CodedStep | None
     x: torch.Tensor
-    quality: tuple[float, float, float | None]  # (PSNR, RMSE, MS-SSIM) of x̂_0 there
+    quality: tuple[float, float, np.ndarray]  # (PSNR, RMSE, the picture) of x̂_0 there
 
 
 def _quality(chain: Chain, t: int, x: torch.Tensor, eps: torch.Tensor, x0: torch.Tensor,
-             image: CodecImage) -> tuple[float, float, float | None]:
-    """PSNR, RMSE (on [0, 255]) and MS-SSIM of x̂_0 at t against the image."""
+             image: CodecImage) -> tuple[float, float, np.ndarray]:
+    """PSNR and RMSE (on [0, 255]) of x̂_0 at t against the image, and x̂_0 as uint8 pixels (the
+    MS-SSIM of a kept record is taken from them, not on every landing attempt)."""
     h, w = image.height, image.width
     x0_hat = chain.x0_hat(x, t, eps)
     rmse = float(((x0_hat - x0)[..., :h, :w] ** 2).mean().sqrt()) * 127.5
     shown = to_uint8(x0_hat, h, w)
-    return psnr_rgb(image.rgb, shown), rmse, ms_ssim_or_none(image.rgb, shown)
+    return psnr_rgb(image.rgb, shown), rmse, shown
+
+
+def _record_stats(chain: Chain, index: int, t: int, file_bytes: int, quality: tuple[float, float, np.ndarray],
+                  x: torch.Tensor, x0: torch.Tensor, image: CodecImage) -> RecordStats:
+    """A kept lossy record's stats: its ``_quality``, the MS-SSIM of its picture, the chain's health."""
+    psnr, rmse, shown = quality
+    return RecordStats(index, t, file_bytes, psnr, rmse, ms_ssim_or_none(image.rgb, shown),
+                       ChainHealth.of(x, x0, chain.full_schedule.alphas_cumprod[t - 1]))
 
 
 def _attempt(chain: Chain, header: Header, t: int, x: torch.Tensor, eps: torch.Tensor, enc: RecordWriter | None,
